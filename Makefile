@@ -1,0 +1,46 @@
+# pubdata — the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATE ?= 2026-11-01
+export PUBDATA_PROJECT := $(CURDIR)
+
+.PHONY: install demo test test-fast check bench lock clean airflow
+
+install: $(STAMP)
+
+# Reinstall only when the lock or the package metadata changed.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/pubdata synth
+	$(BIN)/pubdata check --all
+	$(BIN)/pubdata run --date $(DEMO_DATE)
+
+check: $(STAMP)
+	$(BIN)/pubdata check
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not airflow"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lock:
+	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements.in -o requirements.lock
+
+airflow: $(STAMP)
+	$(BIN)/pubdata airflow
+
+clean:
+	rm -rf var

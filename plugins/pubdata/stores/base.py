@@ -1,0 +1,71 @@
+"""The store interface: what publishing needs from a bucket, and nothing more.
+
+Keys are '/'-separated paths relative to the bucket root (api/v1/tables/...). Every write is
+atomic per object: a reader sees the whole old object or the whole new one. Generations give
+optimistic concurrency for shared objects such as all-datasets.json: `if_generation_match=0`
+means "only if absent", any other number "only if unchanged since I read it".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StoreError(Exception):
+    """A store operation failed for a reason the caller should report, not retry blindly."""
+
+
+class PreconditionFailed(StoreError):
+    """The object changed (or appeared) since it was read: re-read and try again."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    data: bytes
+    generation: int
+
+
+class Store(ABC):
+    url: str
+
+    @abstractmethod
+    def read(self, key: str) -> StoredObject | None:
+        """The object's bytes (decompressed) and generation, or None when absent."""
+
+    @abstractmethod
+    def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        compress: bool = False,
+        if_generation_match: int | None = None,
+        cache_control: str | None = None,
+    ) -> int:
+        """Write an object atomically and return its new generation.
+
+        compress asks for gzip content-encoding where the backend serves it transparently (GCS).
+        Raises PreconditionFailed when if_generation_match does not hold.
+        """
+
+    @abstractmethod
+    def upload_file(self, key: str, path: Path, *, content_type: str, compress: bool = False) -> None:
+        """Upload a local file without holding it in memory."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete an object; absent objects are fine."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Keys under a prefix, sorted."""
+
+    @abstractmethod
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy of one object."""
+
+    def exists(self, key: str) -> bool:
+        return self.read(key) is not None

@@ -1,0 +1,826 @@
+"""BigQuery, the production warehouse: reviewed queries run as written, staged into one table per dataset.
+
+Reviewed queries are BigQuery Standard SQL already, so they run untouched, with `@params` bound as
+typed query parameters (never formatted into the text). The reviewed query is dry-run first, so
+one that would scan more than `maximum_bytes_billed` is refused before it costs anything; every
+job carries the same cap, so BigQuery itself stops a job if an estimate was wrong. Incremental datasets
+replace exactly one day partition (`table$YYYYMMDD` with WRITE_TRUNCATE), so a re-run or a
+backfill never duplicates rows. Transient failures (429, 5xx, connection resets) are retried by the
+client's own retry objects, with the deadlines and delays set here; everything else becomes a
+QueryError (fix the query) or a WarehouseError (fix the setup) that says what to do.
+
+google.cloud.bigquery and great_expectations are imported inside methods only: the Airflow DAG
+processor imports the warehouses package when parsing DAGs and must not pay for them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as dt
+import decimal
+import json
+import math
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from pubdata.warehouses.base import Column, QueryError, StagedTable, Warehouse, WarehouseError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from google.cloud import bigquery
+
+DEFAULT_STAGING_DATASET = "pubdata_staging"
+# 10 TiB: far above what a daily aggregate should scan, far below a runaway scan of a whole
+# telemetry history. Change it per deployment with ?maximum_bytes_billed=.
+DEFAULT_MAXIMUM_BYTES_BILLED = 10 * 1024**4
+DEFAULT_JOB_TIMEOUT = 60 * 60.0
+DEFAULT_EXPORT_PAGE_SIZE = 10_000
+
+_DATASET_ID_RE = re.compile(r"^(?P<ds>[a-z][a-z0-9_]*)\.(?P<table>[a-z][a-z0-9_]*_v[1-9][0-9]*)$")
+_BQ_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+_PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL_OPTIONS = ("staging_dataset", "location", "maximum_bytes_billed", "job_timeout")
+
+# Legacy type names returned in table schemas, mapped to the Standard SQL names the queries use.
+_STANDARD_TYPES = {
+    "INTEGER": "INT64",
+    "FLOAT": "FLOAT64",
+    "BOOLEAN": "BOOL",
+    "RECORD": "STRUCT",
+}
+
+_EXPORT_FORMATS = {
+    # fmt: (destination_format, compression)
+    "json": ("NEWLINE_DELIMITED_JSON", "GZIP"),
+    "csv": ("CSV", "GZIP"),
+    "parquet": ("PARQUET", "ZSTD"),
+}
+
+
+def staging_table_name(dataset_id: str) -> str:
+    """`<ds>.<table>_v<N>` -> `<ds>__<table>_v<N>`: one staging table per dataset, never shared."""
+    m = _DATASET_ID_RE.match(dataset_id)
+    if not m:
+        raise WarehouseError(
+            f"dataset id {dataset_id!r} is not <ds>.<table>_v<N> (lowercase letters, digits, underscores)"
+        )
+    return f"{m['ds']}__{m['table']}"
+
+
+def sql_path(dataset_id: str) -> str:
+    """Where the reviewed query of a dataset lives, so error messages can point at it."""
+    ds, _, table = dataset_id.partition(".")
+    return f"sql/{ds}/{table}.sql"
+
+
+def label_value(text: str) -> str:
+    """BigQuery label rules: lowercase, [a-z0-9_-], at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "_", text.lower())[:63]
+
+
+def query_parameters(params: dict[str, Any]) -> list[Any]:
+    """Typed BigQuery query parameters for `@name` placeholders; the value never touches the SQL text.
+
+    bool is tested before int and datetime before date because they are subclasses; naive
+    datetimes are taken as UTC (TIMESTAMP has no time zone of its own). A string that is exactly
+    YYYY-MM-DD is a DATE, as in the embedded engine: Airflow hands dates over as ISO strings, and
+    BigQuery will not compare a STRING parameter with a DATE column.
+    """
+    from google.cloud import bigquery
+
+    out: list[Any] = []
+    for name, value in params.items():
+        if not _PARAM_NAME_RE.match(name):
+            raise WarehouseError(f"query parameter name {name!r} is not a valid BigQuery parameter name")
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise WarehouseError(f"query parameter @{name} is an empty list: BigQuery needs an element type")
+            types = {_param_type(name, v) for v in value}
+            if len(types) != 1:
+                raise WarehouseError(f"query parameter @{name} mixes types {sorted(types)}: use one type per array")
+            out.append(bigquery.ArrayQueryParameter(name, types.pop(), [_param_value(v) for v in value]))
+        else:
+            out.append(bigquery.ScalarQueryParameter(name, _param_type(name, value), _param_value(value)))
+    return out
+
+
+def _param_type(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, float):
+        return "FLOAT64"
+    if isinstance(value, decimal.Decimal):
+        return "NUMERIC"
+    if isinstance(value, str):
+        return "DATE" if _iso_date(value) else "STRING"
+    if isinstance(value, bytes):
+        return "BYTES"
+    if isinstance(value, dt.datetime):
+        return "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return "DATE"
+    raise WarehouseError(
+        f"query parameter @{name} has type {type(value).__name__}, which has no BigQuery type here: "
+        "use bool, int, float, Decimal, str, bytes, date, datetime or a list of one of them"
+    )
+
+
+def _param_value(value: Any) -> Any:
+    if isinstance(value, str) and _iso_date(value):
+        return _iso_date(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _iso_date(value: str) -> dt.date | None:
+    if not _ISO_DATE_RE.match(value):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for the values the client decodes rows into (dates, timestamps, NUMERIC, BYTES)."""
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+class BigQueryWarehouse(Warehouse):
+    """Stages reviewed queries in `<project>.<staging_dataset>`, validates and exports from there.
+
+    Retry knobs exist so tests (and impatient deployments) can shorten them: `retry_deadline`
+    bounds the retries of one API call, `job_retry_deadline` bounds re-running a query job that
+    failed for a transient reason, `retry_initial_delay`/`retry_maximum_delay` shape the backoff.
+    """
+
+    engine = "bigquery"
+
+    def __init__(
+        self,
+        project: str,
+        staging_dataset: str = DEFAULT_STAGING_DATASET,
+        location: str | None = None,
+        maximum_bytes_billed: int = DEFAULT_MAXIMUM_BYTES_BILLED,
+        client: bigquery.Client | None = None,
+        *,
+        job_timeout: float = DEFAULT_JOB_TIMEOUT,
+        retry_deadline: float = 600.0,
+        job_retry_deadline: float = 2400.0,
+        retry_initial_delay: float = 1.0,
+        retry_maximum_delay: float = 60.0,
+        export_page_size: int = DEFAULT_EXPORT_PAGE_SIZE,
+    ) -> None:
+        if not project or "/" in project or "`" in project:
+            raise WarehouseError(f"BigQuery project {project!r} is not a project id")
+        if not _BQ_DATASET_RE.match(staging_dataset):
+            raise WarehouseError(
+                f"staging_dataset {staging_dataset!r} is not a BigQuery dataset name (letters, digits, underscores)"
+            )
+        if maximum_bytes_billed <= 0:
+            raise WarehouseError(f"maximum_bytes_billed must be positive, got {maximum_bytes_billed}")
+        self.project = project
+        self.staging_dataset = staging_dataset
+        self.location = location
+        self.maximum_bytes_billed = int(maximum_bytes_billed)
+        self.job_timeout = job_timeout
+        self.retry_deadline = retry_deadline
+        self.job_retry_deadline = job_retry_deadline
+        self.retry_initial_delay = retry_initial_delay
+        self.retry_maximum_delay = retry_maximum_delay
+        self.export_page_size = export_page_size
+        self._client = client
+        self._tables: dict[str, Any] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> BigQueryWarehouse:
+        """`bigquery://<project>[?staging_dataset=&location=&maximum_bytes_billed=&job_timeout=]` (PUBDATA_WAREHOUSE)."""
+        parts = urlsplit(url)
+        if parts.scheme != "bigquery" or not parts.netloc:
+            raise WarehouseError(f"PUBDATA_WAREHOUSE={url!r}: expected bigquery://<project>[?staging_dataset=...]")
+        if parts.path not in ("", "/"):
+            raise WarehouseError(
+                f"PUBDATA_WAREHOUSE={url!r}: name the staging dataset with ?staging_dataset=, not as a path"
+            )
+        options: dict[str, Any] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+            if key not in _URL_OPTIONS:
+                raise WarehouseError(
+                    f"PUBDATA_WAREHOUSE={url!r}: unknown option {key!r}; known: {', '.join(_URL_OPTIONS)}"
+                )
+            options[key] = value
+        try:
+            if "maximum_bytes_billed" in options:
+                options["maximum_bytes_billed"] = int(options["maximum_bytes_billed"])
+            if "job_timeout" in options:
+                options["job_timeout"] = float(options["job_timeout"])
+        except ValueError as exc:
+            raise WarehouseError(
+                f"PUBDATA_WAREHOUSE={url!r}: {exc}; maximum_bytes_billed is a number of bytes, job_timeout seconds"
+            ) from None
+        if options.get("location") == "":
+            options["location"] = None
+        return cls(parts.netloc, **options, **kwargs)
+
+    # -- client and retry settings ---------------------------------------------------------
+
+    @property
+    def client(self) -> bigquery.Client:
+        """The client, created on first use with Application Default Credentials."""
+        if self._client is None:
+            from google.api_core.client_info import ClientInfo
+            from google.cloud import bigquery
+
+            import pubdata
+
+            with self._errors("connecting to BigQuery"):
+                self._client = bigquery.Client(
+                    project=self.project,
+                    location=self.location,
+                    client_info=ClientInfo(user_agent=f"pubdata/{pubdata.__version__}"),
+                )
+        return self._client
+
+    @property
+    def _retry(self):
+        """Per-request retry: the client's own predicate (429, 5xx, resets), our deadline and backoff."""
+        from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.retry_deadline).with_delay(
+            initial=self.retry_initial_delay, maximum=self.retry_maximum_delay
+        )
+
+    @property
+    def _job_retry(self):
+        """Re-runs a query job that failed for a transient reason (jobRateLimitExceeded, backendError)."""
+        from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
+
+        return DEFAULT_JOB_RETRY.with_timeout(self.job_retry_deadline).with_delay(
+            initial=self.retry_initial_delay, maximum=self.retry_maximum_delay
+        )
+
+    # -- Warehouse interface ---------------------------------------------------------------
+
+    def stage(
+        self,
+        dataset_id: str,
+        query: str,
+        params: dict[str, Any],
+        partition: dt.date | None,
+        *,
+        partition_field: str | None = None,
+    ) -> StagedTable:
+        """Dry-run the reviewed query, refuse it if it would bill too much, then write it to staging.
+
+        With a partition, the result replaces `table$YYYYMMDD` of a DAY-partitioned table
+        (partitioned on `partition_field`, or by ingestion time when None); without one, the whole
+        table is replaced.
+        """
+        from google.cloud import bigquery
+
+        table = staging_table_name(dataset_id)
+        if isinstance(partition, dt.datetime):
+            partition = partition.date()
+        if partition_field is not None and not _COLUMN_RE.match(partition_field):
+            raise WarehouseError(f"partition_field {partition_field!r} is not a column name")
+        staged = StagedTable(
+            dataset_id=dataset_id,
+            location=f"{self.project}.{self.staging_dataset}",
+            table=table,
+            partition=partition.isoformat() if partition is not None else None,
+        )
+        bound = query_parameters(params)
+        self._tables.pop(self._table_id(staged), None)
+        with self._errors("staging", dataset_id=dataset_id):
+            dry = self.client.query(
+                query,
+                job_config=bigquery.QueryJobConfig(
+                    dry_run=True, use_query_cache=False, use_legacy_sql=False, query_parameters=bound
+                ),
+                location=self.location,
+                retry=self._retry,
+                job_retry=self._job_retry,
+            )
+            would_process = dry.total_bytes_processed
+            if would_process is not None and would_process > self.maximum_bytes_billed:
+                raise QueryError(
+                    f"the reviewed query of {dataset_id} would process {_human_bytes(would_process)}, over the "
+                    f"limit of {_human_bytes(self.maximum_bytes_billed)} (maximum_bytes_billed); restrict it in "
+                    f"{sql_path(dataset_id)} (filter on the source's partition column, read fewer columns) or "
+                    "raise maximum_bytes_billed in PUBDATA_WAREHOUSE"
+                )
+
+            config = bigquery.QueryJobConfig(
+                destination=self._destination(staged),
+                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                maximum_bytes_billed=self.maximum_bytes_billed,
+                labels=self._labels(staged, "stage"),
+                priority=bigquery.QueryPriority.INTERACTIVE,
+                use_legacy_sql=False,
+                query_parameters=bound,
+            )
+            if partition is not None:
+                config.time_partitioning = bigquery.TimePartitioning(
+                    type_=bigquery.TimePartitioningType.DAY, field=partition_field
+                )
+            job = self.client.query(
+                query,
+                job_config=config,
+                location=self.location,
+                retry=self._retry,
+                job_retry=self._job_retry,
+                job_id_prefix=self._job_id_prefix(staged, "stage"),
+            )
+            self._wait(job)
+        return staged
+
+    def columns(self, staged: StagedTable) -> list[Column]:
+        """The staged table's schema, with Standard SQL type names (INT64, not INTEGER)."""
+        table = self._table(staged)
+        return [Column(f.name, _standard_type(f)) for f in table.schema]
+
+    def scalar(self, staged: StagedTable, sql: str) -> Any:
+        """Run `sql` with `{table}` naming the staged rows (only the run's partition) and return its one value."""
+        from google.cloud import bigquery
+
+        text = sql.format(table=self._relation(staged))
+        with self._errors("running a validation query", staged=staged):
+            rows = self.client.query_and_wait(
+                text,
+                job_config=bigquery.QueryJobConfig(
+                    maximum_bytes_billed=self.maximum_bytes_billed,
+                    labels=self._labels(staged, "validate"),
+                    use_legacy_sql=False,
+                ),
+                location=self.location,
+                retry=self._retry,
+                job_retry=self._job_retry,
+                wait_timeout=self.job_timeout,
+                max_results=2,
+            )
+            result = [tuple(row.values()) for row in rows]
+        if len(result) != 1 or len(result[0]) != 1:
+            shape = f"{len(result)} row(s)" if len(result) != 1 else f"{len(result[0])} columns"
+            raise WarehouseError(
+                f"a scalar validation query must return one row with one column, got {shape}: {text}"
+            )
+        return result[0][0]
+
+    def gx_batch(self, context: Any, staged: StagedTable) -> Any:
+        """A GX batch over exactly the staged partition, evaluated in BigQuery through sqlalchemy-bigquery.
+
+        GX's bigquery datasource is its generic SQL datasource under the type GX expects for this
+        dialect (the generic one warns). Its engine authenticates with Application Default
+        Credentials, like `client`, and its connection string carries the location, the byte cap
+        and the labels of our own jobs. Building the batch runs no query.
+        """
+        from great_expectations.datasource.fluent.interfaces import TestConnectionError
+
+        asset_name = self._gx_asset_name(staged)
+        try:
+            datasource = context.data_sources.add_or_update_bigquery(
+                name=self.gx_datasource_name(staged), connection_string=self.gx_connection_string(staged)
+            )
+            if asset_name in datasource.get_asset_names():
+                datasource.delete_asset(asset_name)
+            asset = datasource.add_query_asset(name=asset_name, query=self.gx_query(staged))
+            return asset.add_batch_definition_whole_table("staged").get_batch()
+        except TestConnectionError as exc:
+            raise WarehouseError(
+                f"Great Expectations could not connect to BigQuery project {self.project}: {exc}; "
+                "set up Application Default Credentials (gcloud auth application-default login, or "
+                "GOOGLE_APPLICATION_CREDENTIALS)"
+            ) from exc
+
+    def export(self, staged: StagedTable, dest: Path, order_by: list[str], fmt: str = "json") -> int:
+        """Stream the staged rows into one local file, page by page; return the row count.
+
+        json is one array of row objects, csv has a header, parquet is zstd-compressed (as the
+        embedded engine writes them). With order_by the rows come from an ORDER BY query, so the
+        file is deterministic; without, from tabledata.list, which is free but unordered. The
+        file appears only once complete.
+        """
+        if fmt not in _EXPORT_FORMATS:
+            raise WarehouseError(f"export format {fmt!r} is not one of {', '.join(_EXPORT_FORMATS)}")
+        for column in order_by:
+            if not _COLUMN_RE.match(column):
+                raise WarehouseError(f"order_by column {column!r} is not a column name")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        with self._errors("exporting", staged=staged):
+            rows = self._rows(staged, order_by)
+            try:
+                writer = {"json": _write_json, "csv": _write_csv, "parquet": _write_parquet}[fmt]
+                count = writer(rows, part, staged)
+                os.replace(part, dest)
+            finally:
+                part.unlink(missing_ok=True)
+        return count
+
+    def drop(self, staged: StagedTable) -> None:
+        """Delete the run's partition (or the whole table when unpartitioned); absent is fine."""
+        self._tables.pop(self._table_id(staged), None)
+        with self._errors("dropping the staged table", staged=staged):
+            self.client.delete_table(
+                self._table_id(staged, decorated=True), not_found_ok=True, retry=self._retry
+            )
+
+    def exists(self, staged: StagedTable) -> bool:
+        """Whether the staged table is there (a partition may still be empty)."""
+        from google.api_core.exceptions import NotFound
+
+        with self._errors("looking for the staged table", staged=staged):
+            try:
+                self.client.get_table(self._table_id(staged), retry=self._retry)
+            except NotFound:
+                return False
+        return True
+
+    # -- production extras -----------------------------------------------------------------
+
+    def extract_to_gcs(self, staged: StagedTable, destination_uri: str, fmt: str = "json") -> str:
+        """Export the staged partition to GCS with an extract job (no rows pass through us); return the job id.
+
+        json and csv are gzip-compressed, parquet is zstd-compressed inside the file. Tables over
+        1 GB need a wildcard in destination_uri (`gs://bucket/prefix/part-*.json.gz`). Row order
+        is not defined: publish through `export` when the file must be deterministic.
+        """
+        from google.cloud import bigquery
+
+        if fmt not in _EXPORT_FORMATS:
+            raise WarehouseError(f"export format {fmt!r} is not one of {', '.join(_EXPORT_FORMATS)}")
+        if not destination_uri.startswith("gs://"):
+            raise WarehouseError(f"destination_uri {destination_uri!r} is not a gs:// URI")
+        destination_format, compression = _EXPORT_FORMATS[fmt]
+        config = bigquery.ExtractJobConfig(
+            destination_format=destination_format, compression=compression, labels=self._labels(staged, "extract")
+        )
+        with self._errors("extracting to GCS", staged=staged):
+            job = self.client.extract_table(
+                bigquery.TableReference.from_string(self._table_id(staged, decorated=True)),
+                destination_uri,
+                job_config=config,
+                location=self.location,
+                retry=self._retry,
+                job_id_prefix=self._job_id_prefix(staged, "extract"),
+            )
+            self._wait(job)
+        return job.job_id
+
+    def gx_datasource_name(self, staged: StagedTable) -> str:
+        return f"pubdata_bigquery_{label_value(staged.location.replace('.', '_'))}"
+
+    def gx_connection_string(self, staged: StagedTable) -> str:
+        """sqlalchemy-bigquery URL for the staging dataset, with our location, byte cap and labels."""
+        project, dataset = _split_location(staged.location)
+        query: dict[str, str] = {}
+        if self.location:
+            query["location"] = self.location
+        query["maximum_bytes_billed"] = str(self.maximum_bytes_billed)
+        query["labels"] = ",".join(f"{k}:{v}" for k, v in self._labels(staged, "validate").items())
+        return f"bigquery://{project}/{dataset}?{urlencode(query)}"
+
+    def gx_query(self, staged: StagedTable) -> str:
+        """The SELECT behind the GX asset: the staged table, restricted to the run's partition."""
+        return f"SELECT * FROM `{self._table_id(staged)}`" + self._partition_filter(staged)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _table_id(self, staged: StagedTable, *, decorated: bool = False) -> str:
+        table_id = f"{staged.location}.{staged.table}"
+        if decorated and staged.partition is not None:
+            table_id += "$" + _partition_date(staged).strftime("%Y%m%d")
+        return table_id
+
+    def _destination(self, staged: StagedTable):
+        from google.cloud import bigquery
+
+        return bigquery.TableReference.from_string(self._table_id(staged, decorated=True))
+
+    def _table(self, staged: StagedTable):
+        """The staged table's metadata (schema, partitioning), fetched once per process."""
+        key = self._table_id(staged)
+        if key not in self._tables:
+            with self._errors("reading the staged table's schema", staged=staged):
+                self._tables[key] = self.client.get_table(key, retry=self._retry)
+        return self._tables[key]
+
+    def _relation(self, staged: StagedTable) -> str:
+        """SQL naming the staged rows: the table, or a subquery keeping only the run's partition."""
+        if staged.partition is None:
+            return f"`{self._table_id(staged)}`"
+        return f"({self.gx_query(staged)})"
+
+    def _partition_filter(self, staged: StagedTable) -> str:
+        """` WHERE <the run's partition>`, or nothing for an unpartitioned table.
+
+        Standard SQL has no partition decorators, so the partition is a filter on the partition
+        column (or _PARTITIONDATE for ingestion-time partitioning), which BigQuery prunes on.
+        """
+        if staged.partition is None:
+            return ""
+        day = _partition_date(staged).isoformat()
+        partitioning = self._table(staged).time_partitioning
+        if partitioning is None:
+            raise WarehouseError(
+                f"staged table {self._table_id(staged)} is not partitioned but the run names partition {day}: "
+                "drop the staging table and stage again"
+            )
+        field = partitioning.field
+        if field is None:
+            condition = f"_PARTITIONDATE = DATE '{day}'"
+        else:
+            types = {f.name: f.field_type for f in self._table(staged).schema}
+            column = f"`{field}`" if types.get(field) == "DATE" else f"DATE(`{field}`)"
+            condition = f"{column} = DATE '{day}'"
+        return f" WHERE {condition}"
+
+    def _rows(self, staged: StagedTable, order_by: list[str]):
+        """A RowIterator over the staged rows that fetches one page at a time."""
+        from google.cloud import bigquery
+
+        if not order_by:
+            return self.client.list_rows(
+                bigquery.Table(self._table_id(staged, decorated=True), schema=self._table(staged).schema),
+                page_size=self.export_page_size,
+                retry=self._retry,
+                timeout=self.job_timeout,
+            )
+        ordering = ", ".join(f"`{c}`" for c in order_by)
+        job = self.client.query(
+            f"SELECT * FROM {self._relation(staged)} ORDER BY {ordering}",
+            job_config=bigquery.QueryJobConfig(
+                maximum_bytes_billed=self.maximum_bytes_billed,
+                labels=self._labels(staged, "export"),
+                priority=bigquery.QueryPriority.INTERACTIVE,
+                use_legacy_sql=False,
+            ),
+            location=self.location,
+            retry=self._retry,
+            job_retry=self._job_retry,
+            job_id_prefix=self._job_id_prefix(staged, "export"),
+        )
+        return self._wait(job, page_size=self.export_page_size)
+
+    def _labels(self, staged: StagedTable, step: str) -> dict[str, str]:
+        """Labels on every job, so billing and the job list show which dataset and run spent what."""
+        labels = {"pubdata_dataset": label_value(staged.dataset_id), "pubdata_step": step}
+        if staged.partition is not None:
+            labels["pubdata_partition"] = label_value(staged.partition)
+        return labels
+
+    def _job_id_prefix(self, staged: StagedTable, step: str) -> str:
+        return f"pubdata_{staged.table}_{step}_"
+
+    def _gx_asset_name(self, staged: StagedTable) -> str:
+        return staged.table + (f"__{staged.partition}" if staged.partition else "")
+
+    def _wait(self, job, **result_kwargs: Any):
+        """Wait for a job within job_timeout; cancel it when the wait gives up, so it stops spending."""
+        from google.cloud import bigquery
+
+        kwargs: dict[str, Any] = {"retry": self._retry, "timeout": self.job_timeout}
+        if isinstance(job, bigquery.QueryJob):
+            kwargs["job_retry"] = self._job_retry
+        try:
+            return job.result(**kwargs, **result_kwargs)
+        except concurrent.futures.TimeoutError:
+            with contextlib.suppress(Exception):
+                job.cancel(retry=self._retry, timeout=30)
+            raise WarehouseError(
+                f"BigQuery job {job.job_id} did not finish within {self.job_timeout:g} s and was cancelled; "
+                "raise job_timeout in PUBDATA_WAREHOUSE if the query is expected to take longer"
+            ) from None
+
+    @contextlib.contextmanager
+    def _errors(
+        self, action: str, *, dataset_id: str | None = None, staged: StagedTable | None = None
+    ) -> Iterator[None]:
+        """Client exceptions -> QueryError (fix the query) or WarehouseError (fix the setup, or retry later)."""
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
+        import requests
+
+        dataset_id = dataset_id or (staged.dataset_id if staged else None)
+        where = f" for {dataset_id}" if dataset_id else ""
+        try:
+            yield
+        except WarehouseError:
+            raise
+        except gexc.RetryError as exc:
+            raise WarehouseError(
+                f"BigQuery kept failing while {action}{where}, even after retrying: {_message(exc.cause or exc)}; "
+                "this is on BigQuery's side or the network's: run the task again later"
+            ) from exc
+        except gexc.BadRequest as exc:
+            raise self._bad_request(exc, action, dataset_id) from exc
+        except gexc.Forbidden as exc:
+            reason = _reason(exc)
+            fix = {
+                "accessDenied": (
+                    f"grant the account roles/bigquery.jobUser on project {self.project}, "
+                    "roles/bigquery.dataViewer on the tables the query reads and "
+                    f"roles/bigquery.dataEditor on {self.project}.{self.staging_dataset}"
+                ),
+                "billingNotEnabled": f"enable billing on project {self.project}",
+                "quotaExceeded": "wait for the quota to reset or raise it in the Cloud console",
+                "responseTooLarge": "export with extract_to_gcs instead of reading results",
+            }.get(reason, "check the account's permissions and the project's quotas")
+            raise WarehouseError(
+                f"BigQuery refused {action}{where} ({reason or 'forbidden'}): {_message(exc)}; {fix}"
+            ) from exc
+        except gexc.NotFound as exc:
+            message = _message(exc)
+            if f"Dataset {self.project}:{self.staging_dataset}" in message:
+                raise WarehouseError(
+                    f"the staging dataset {self.project}.{self.staging_dataset} does not exist ({message}): create it "
+                    f"(bq mk --dataset {'--location=' + self.location + ' ' if self.location else ''}"
+                    f"{self.project}:{self.staging_dataset}) or set staging_dataset= in PUBDATA_WAREHOUSE"
+                ) from exc
+            if action == "staging":
+                raise QueryError(
+                    f"the reviewed query reads a table that does not exist{where}: {message}; fix the table names in "
+                    f"{sql_path(dataset_id)}, or check that location={self.location or 'auto'} is where they live"
+                ) from exc
+            raise WarehouseError(
+                f"not found while {action}{where}: {message}; stage the dataset again "
+                "(the staged table may have been dropped or expired)"
+            ) from exc
+        except gexc.GoogleAPIError as exc:
+            raise WarehouseError(f"BigQuery failed while {action}{where}: {_message(exc)}") from exc
+        except auth_exc.GoogleAuthError as exc:
+            raise WarehouseError(
+                f"no usable Google credentials while {action}{where}: {exc}; run `gcloud auth application-default login` "
+                "or set GOOGLE_APPLICATION_CREDENTIALS"
+            ) from exc
+        except concurrent.futures.TimeoutError as exc:
+            raise WarehouseError(f"BigQuery did not answer in time while {action}{where}: raise job_timeout") from exc
+        except requests.RequestException as exc:
+            raise WarehouseError(f"could not reach BigQuery while {action}{where}: {exc}") from exc
+
+    def _bad_request(self, exc, action: str, dataset_id: str | None) -> WarehouseError:
+        reason, message = _reason(exc), _message(exc)
+        if reason == "bytesBilledLimitExceeded":
+            return QueryError(
+                f"BigQuery stopped a query{' of ' + dataset_id if dataset_id else ''} at the limit of "
+                f"{_human_bytes(self.maximum_bytes_billed)} (maximum_bytes_billed): {message}; restrict the query "
+                "or raise maximum_bytes_billed in PUBDATA_WAREHOUSE"
+            )
+        if "partitioning specification" in message.lower():
+            table = (
+                f"{self.project}.{self.staging_dataset}.{staging_table_name(dataset_id)}"
+                if dataset_id
+                else "the staging table"
+            )
+            return WarehouseError(
+                f"{table} was created with another partitioning than this run asks for ({message}); "
+                f"drop it (bq rm -t {table.replace('.', ':', 1)}) and stage again"
+            )
+        if action == "staging":
+            return QueryError(
+                f"the reviewed query failed in BigQuery: {message}; fix the query in {sql_path(dataset_id)}"
+            )
+        where = f" for {dataset_id}" if dataset_id else ""
+        return QueryError(f"BigQuery rejected the SQL while {action}{where}: {message}")
+
+
+def _write_json(rows, path: Path, staged: StagedTable) -> int:
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        out.write("[")
+        for row in rows:
+            record = dict(row.items())
+            if _has_non_finite(record):
+                raise WarehouseError(
+                    f"row {count} of {staged.dataset_id} holds NaN or infinity, which JSON cannot carry: "
+                    f"fix {sql_path(staged.dataset_id)} (e.g. SAFE_DIVIDE, IFNULL)"
+                )
+            out.write("\n" if count == 0 else ",\n")
+            out.write(json.dumps(record, default=_json_default, ensure_ascii=False, allow_nan=False))
+            count += 1
+        out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def _write_csv(rows, path: Path, staged: StagedTable) -> int:
+    import csv
+
+    count = 0
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([f.name for f in rows.schema])
+        for row in rows:
+            writer.writerow([_csv_value(v) for v in row.values()])
+            count += 1
+    return count
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=_json_default, ensure_ascii=False)
+    if isinstance(value, (dt.date, dt.datetime, dt.time, decimal.Decimal, bytes)):
+        return _json_default(value)
+    return value
+
+
+def _write_parquet(rows, path: Path, staged: StagedTable) -> int:
+    """One record batch per page (the client converts pages with the table's own Arrow types)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    count = 0
+    writer = None
+    try:
+        for batch in rows.to_arrow_iterable():
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
+            writer.write_table(pa.Table.from_batches([batch]))
+            count += batch.num_rows
+        if writer is None:
+            raise WarehouseError(f"BigQuery returned no result pages for {staged.dataset_id}, not even an empty one")
+    finally:
+        if writer is not None:
+            writer.close()
+    return count
+
+
+def _split_location(location: str) -> tuple[str, str]:
+    """`project.dataset` -> parts; project ids may contain dots (domain-scoped), dataset names cannot."""
+    project, _, dataset = location.rpartition(".")
+    if not project or not dataset:
+        raise WarehouseError(f"staged location {location!r} is not <project>.<dataset>")
+    return project, dataset
+
+
+def _partition_date(staged: StagedTable) -> dt.date:
+    """The staged partition as a date; parsing it also keeps anything else out of generated SQL."""
+    try:
+        return dt.date.fromisoformat(staged.partition or "")
+    except ValueError:
+        raise WarehouseError(f"staged partition {staged.partition!r} is not YYYY-MM-DD") from None
+
+
+def _standard_type(field) -> str:
+    name = _STANDARD_TYPES.get(field.field_type, field.field_type)
+    return f"ARRAY<{name}>" if field.mode == "REPEATED" else name
+
+
+def _reason(exc) -> str | None:
+    try:
+        return exc.errors[0]["reason"]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+
+
+def _message(exc) -> str:
+    """BigQuery's own words, without the client's request URL and job footer."""
+    try:
+        message = exc.errors[0]["message"]
+        if message:
+            return str(message)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        pass
+    return str(getattr(exc, "message", None) or exc).split("\n\nLocation:")[0]
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if value < 1024 or unit == "PiB":
+            break
+    return f"{value:.1f} {unit}"

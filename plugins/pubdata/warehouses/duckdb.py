@@ -1,0 +1,216 @@
+"""The embedded warehouse: DuckDB, running reviewed BigQuery SQL through sqlglot.
+
+The source file holds the production tables under their dataset schemas (telemetry.clients_daily);
+it is only ever attached READ_ONLY, so any number of runs can read it at once. Each dataset stages
+into its own DuckDB file (one writer per file), one table per partition. Query parameters stay
+parameters: sqlglot turns BigQuery's @name into DuckDB's $name and the values are bound by DuckDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from pubdata.warehouses.base import Column, QueryError, StagedTable, Warehouse, WarehouseError
+
+SOURCE_ALIAS = "source"
+
+
+def transpile(query: str) -> str:
+    """BigQuery Standard SQL -> DuckDB SQL, with every project-qualified table read from the source.
+
+    `moz-fx-data-shared-prod.telemetry.clients_daily` and `telemetry.clients_daily` both resolve to
+    source.telemetry.clients_daily; CTE names are left alone.
+    """
+    try:
+        statements = sqlglot.parse(query, read="bigquery")
+    except sqlglot.errors.ParseError as exc:
+        raise QueryError(f"the reviewed query does not parse as BigQuery SQL: {exc}") from None
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise QueryError(f"the reviewed query must be exactly one SELECT statement, found {len(statements)}")
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        raise QueryError(f"the reviewed query must be a SELECT, found {tree.key.upper()}")
+    cte_names = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if not table.name or (not table.args.get("db") and table.name in cte_names):
+            continue
+        if table.args.get("db"):
+            table.set("catalog", exp.to_identifier(SOURCE_ALIAS))
+    return tree.sql(dialect="duckdb")
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return dt.date.fromisoformat(value)
+    return value
+
+
+@lru_cache(maxsize=1)
+def _gx_datasource_type():
+    """A GX SQL datasource whose engine keeps one connection for the whole validation.
+
+    Stock GX returns each pooled connection before it fetches the result; DuckDB then discards
+    the pending result and GX fails with IndexError. Keeping the connection (as GX already does
+    for SQLite and BigQuery) makes every SQL expectation really evaluate in DuckDB.
+    """
+    from typing import Literal
+
+    from great_expectations.datasource.fluent import SQLDatasource
+    from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+
+    class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
+        @contextmanager
+        def get_connection(self):
+            if getattr(self, "_connection", None) is None:
+                self._connection = self.engine.connect()
+            yield self._connection
+
+    class DuckDBDatasource(SQLDatasource):
+        type: Literal["pubdata_duckdb"] = "pubdata_duckdb"  # type: ignore[assignment]
+
+        @property
+        def execution_engine_type(self):
+            return DuckDBExecutionEngine
+
+    DuckDBDatasource.__module__ = __name__
+    return DuckDBDatasource
+
+
+class DuckDBWarehouse(Warehouse):
+    engine = "duckdb"
+
+    def __init__(self, source: Path, staging_dir: Path):
+        self.source = Path(source)
+        self.staging_dir = Path(staging_dir)
+
+    @classmethod
+    def from_url(cls, url: str, *, home: Path | None = None) -> DuckDBWarehouse:
+        raw = url[len("duckdb://"):]
+        path = Path(raw[1:] if raw.startswith("//") else raw)  # duckdb:///abs and duckdb:////abs alike
+        staging = Path(home) / "internal" / "staging" if home else path.parent / "staging"
+        return cls(path, staging)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def staging_file(self, dataset_id: str) -> Path:
+        return self.staging_dir / f"{dataset_id}.duckdb"
+
+    @contextmanager
+    def _connect(self, dataset_id: str, *, read_only: bool, attach_source: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        path = self.staging_file(dataset_id)
+        if read_only and not path.exists():
+            raise WarehouseError(f"no staged data for {dataset_id} at {path}: run the stage task first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # One configuration for every connection to a staging file: DuckDB refuses a second
+            # connection with a different one in the same process (Airflow `dags test` runs all
+            # tasks in one process, and GX may still hold its connection). read_only is enforced
+            # by what each method does, the source warehouse is attached READ_ONLY.
+            con = duckdb.connect(str(path))
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open staging database {path}: {exc}") from exc
+        try:
+            if attach_source:
+                if not self.source.is_file():
+                    raise WarehouseError(
+                        f"source warehouse {self.source} does not exist: run `pubdata synth` to generate the "
+                        "synthetic tables, or point PUBDATA_WAREHOUSE at a DuckDB file"
+                    )
+                con.execute(f"ATTACH '{_sql_str(self.source)}' AS {SOURCE_ALIAS} (READ_ONLY)")
+            yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _table(staged: StagedTable) -> str:
+        return '"' + staged.table.replace('"', '""') + '"'
+
+    # -- Warehouse ---------------------------------------------------------------------------
+
+    def stage(self, dataset_id, query, params, partition, *, partition_field=None) -> StagedTable:
+        sql = transpile(query)
+        table = f"stage_{partition.strftime('%Y%m%d')}" if partition else "stage_full"
+        staged = StagedTable(dataset_id, str(self.staging_file(dataset_id)), table, partition.isoformat() if partition else None)
+        bound = {k: _param(v) for k, v in params.items()}
+        used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
+        missing = used - bound.keys()
+        if missing:
+            raise QueryError(f"the reviewed query uses parameter(s) {', '.join('@' + m for m in sorted(missing))} that are not provided; declare them under params:")
+        bound = {k: v for k, v in bound.items() if k in used}
+        with self._connect(dataset_id, read_only=False, attach_source=True) as con:
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {self._table(staged)} AS {sql}", bound)
+            except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException) as exc:
+                raise QueryError(f"the reviewed query failed in DuckDB: {exc}") from None
+            except duckdb.Error as exc:
+                raise WarehouseError(f"staging {dataset_id} failed: {exc}") from exc
+        return staged
+
+    def columns(self, staged):
+        with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:
+            rows = con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                [staged.table],
+            ).fetchall()
+        if not rows:
+            raise WarehouseError(f"staged table {staged.table} not found in {staged.location}")
+        return [Column(n, t) for n, t in rows]
+
+    def scalar(self, staged, sql):
+        with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:
+            return con.execute(sql.format(table=self._table(staged))).fetchone()[0]
+
+    def gx_batch(self, context, staged):
+        _gx_datasource_type()  # registers context.data_sources.add_or_update_pubdata_duckdb
+        name = f"staged_{staged.dataset_id.replace('.', '_')}"
+        datasource = context.data_sources.add_or_update_pubdata_duckdb(
+            name=name, connection_string=f"duckdb:///{staged.location}",
+        )
+        asset = datasource.add_table_asset(name=staged.table, table_name=staged.table)
+        return asset.add_batch_definition_whole_table("whole").get_batch()
+
+    def export(self, staged, dest: Path, order_by: list[str], fmt: str = "json") -> int:
+        columns = ", ".join(_ident(c) for c in order_by)
+        options = {
+            "json": "FORMAT json, ARRAY true",
+            "csv": "FORMAT csv, HEADER true",
+            "parquet": "FORMAT parquet, COMPRESSION zstd",
+        }[fmt]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:
+            con.execute(
+                f"COPY (SELECT * FROM {self._table(staged)} ORDER BY {columns}) TO '{_sql_str(dest)}' ({options})"
+            )
+            return con.execute(f"SELECT count(*) FROM {self._table(staged)}").fetchone()[0]
+
+    def drop(self, staged):
+        with contextlib.suppress(WarehouseError):
+            with self._connect(staged.dataset_id, read_only=False, attach_source=False) as con:
+                con.execute(f"DROP TABLE IF EXISTS {self._table(staged)}")
+
+    def exists(self, staged) -> bool:
+        try:
+            with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:
+                return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [staged.table]).fetchone()[0])
+        except WarehouseError:
+            return False
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_str(path: Path | str) -> str:
+    return str(path).replace("'", "''")

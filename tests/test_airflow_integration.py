@@ -1,0 +1,185 @@
+"""The example dataset through real Airflow (`airflow dags test`) on the embedded stack, read back
+over HTTP as a consumer would; and a run whose rows fall below the minimum bucket, which must fail
+in validate and leave the public bucket exactly as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import requests
+
+from tests.conftest import copy_project, pubdata_cli
+
+pytestmark = pytest.mark.airflow
+EXAMPLE = "telemetry_public.page_loads_by_country_v1"
+DATE = "2026-11-01"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, source_warehouse, airflow_home):
+    root = tmp_path_factory.mktemp("e2e")
+    proj = copy_project(root / "project")
+    port = _free_port()
+    home = root / "home"
+    return {
+        "PUBDATA_PROJECT": str(proj),
+        "PUBDATA_HOME": str(home),
+        "PUBDATA_WAREHOUSE": f"duckdb://{source_warehouse}",
+        "PUBDATA_BUCKET": f"file://{home / 'public'}",
+        "PUBDATA_AIRFLOW_HOME": str(airflow_home),
+        "PUBDATA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}/",
+        "PORT": str(port),
+    }
+
+
+@pytest.fixture(scope="module")
+def published(env):
+    proc = pubdata_cli("run", EXAMPLE, "--date", DATE, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def server(env, published):
+    from pubdata.serve import start
+    from pubdata.stores.local import LocalStore
+
+    srv = start(LocalStore(Path(env["PUBDATA_HOME"]) / "public"), "127.0.0.1", int(env["PORT"]))
+    yield env["PUBDATA_PUBLIC_BASE_URL"]
+    srv.shutdown()
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_dag_file_parses_without_heavy_imports(env):
+    code = textwrap.dedent("""
+        import json, os, sys
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+        heavy = sorted(m for m in sys.modules if m.startswith(("great_expectations", "google.cloud", "duckdb")))
+        dags = {d: {"tasks": sorted(t.task_id for t in bag.dags[d].tasks),
+                    "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in bag.dags[d].tasks},
+                    "owner": bag.dags[d].default_args.get("owner"),
+                    "schedule": str(getattr(bag.dags[d].timetable, "_expression", bag.dags[d].timetable)),
+                    "tags": sorted(bag.dags[d].tags)} for d in bag.dags}
+        print(json.dumps({"errors": bag.import_errors, "heavy": heavy, "dags": dags}))
+        os._exit(0)
+    """)
+    from pubdata.config import settings
+    from pubdata.runner import airflow_env
+
+    with mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith("PUBDATA_")}):
+        run_env = airflow_env(settings())
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["errors"] == {}
+    assert out["heavy"] == [], "DAG parsing imported heavy modules"
+    dag = out["dags"]["publish_telemetry_public__page_loads_by_country_v1"]
+    assert dag["tasks"] == ["export", "publish", "stage", "validate"]
+    assert dag["upstream"] == {"stage": [], "validate": ["stage"], "export": ["stage", "validate"], "publish": ["export", "stage"]}
+    assert dag["owner"] == "data-eng@example.org"
+    assert dag["schedule"] == "0 5 * * *"
+    assert "level-2" in dag["tags"]
+
+
+def test_published_dataset_reads_back_like_a_consumer(env, server):
+    base = server
+    index = requests.get(base + "all-datasets.json", timeout=10).json()
+    entry = index["telemetry_public"]["page_loads_by_country"]["v1"]
+    assert set(entry) >= {"friendly_name", "description", "incremental", "incremental_export", "review_links",
+                          "files_uri", "last_updated"}
+    assert entry["review_links"] == ["https://bugzilla.mozilla.org/show_bug.cgi?id=1414839"]
+    assert entry["files_uri"].startswith(base)
+    listing = requests.get(entry["files_uri"], timeout=10).json()
+    assert list(listing) == [DATE]
+    rows = []
+    for url in listing[DATE]:
+        assert f"/files/{DATE}/000000000000.json" in url
+        rows += requests.get(url, timeout=10).json()
+    assert rows and all(r["client_count"] >= 5000 for r in rows)
+    assert any(r["country"] == "Other" or r["locale"] == "Other" for r in rows)
+    assert set(rows[0]) == {"submission_date", "country", "os", "locale", "normalized_channel", "page_loads", "client_count"}
+    assert all(r["submission_date"] == DATE for r in rows)
+    assert "Other" not in {r["country"] for r in rows if r["locale"] != "Other"}
+    last = requests.get(entry["last_updated"], timeout=10).json()
+    assert len(last) == 19 and last[4] == "-" and last[13] == ":"
+
+    meta = requests.get(base + "api/v1/tables/telemetry_public/page_loads_by_country/v1/metadata.json", timeout=10).json()
+    query = (Path(env["PUBDATA_PROJECT"]) / "sql/telemetry_public/page_loads_by_country_v1.sql").read_text()
+    assert meta["query"]["sha256"] == hashlib.sha256(query.encode()).hexdigest()
+    assert meta["query"]["text"] == query
+    assert meta["row_count"] == len(rows)
+    assert meta["policy"]["aggregation_level"] == 2 and meta["policy"]["verdict"] == "publishable"
+    assert [a["number"] for a in meta["policy"]["review_questions"]] == [1, 2, 3, 4]
+    assert [c["name"] for c in meta["schema"]] == ["submission_date", "country", "os", "locale", "normalized_channel",
+                                                   "page_loads", "client_count"]
+    f = meta["files"][0]
+    body = requests.get(f["url"], timeout=10).content
+    assert hashlib.sha256(body).hexdigest() == f["sha256"] and len(body) == f["bytes"]
+    assert meta["validation"]["outcome"] == "passed"
+    # nothing internal is served
+    assert requests.get(base + "_staging/", timeout=10).status_code == 404
+
+
+def test_rerun_same_date_is_safe_and_identical(env, published):
+    public = Path(env["PUBDATA_HOME"]) / "public"
+    data = public / "api/v1/tables/telemetry_public/page_loads_by_country/v1/files" / DATE / "000000000000.json"
+    before = data.read_bytes()
+    proc = pubdata_cli("run", EXAMPLE, "--date", DATE, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert data.read_bytes() == before
+    listing = json.loads((public / "api/v1/tables/telemetry_public/page_loads_by_country/v1/files/.object").read_text())
+    assert list(listing) == [DATE]
+    assert not [p for p in public.rglob("*") if "_staging" in p.parts and p.is_file()]
+
+
+def test_rows_below_minimum_fail_in_validate_and_bucket_is_untouched(env, published):
+    proj = Path(env["PUBDATA_PROJECT"])
+    # A careless version of the example: no grouping into "Other", so small cells reach staging.
+    (proj / "sql/telemetry_public/page_loads_ungrouped_v1.sql").write_text(textwrap.dedent("""\
+        SELECT @submission_date AS submission_date, country, os, locale, normalized_channel,
+               SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count
+        FROM `moz-fx-data-shared-prod.telemetry.clients_daily`
+        WHERE submission_date = @submission_date
+        GROUP BY country, os, locale, normalized_channel
+    """))
+    meta = (proj / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
+    (proj / "metadata/telemetry_public/page_loads_ungrouped_v1.yaml").write_text(meta)
+    public = Path(env["PUBDATA_HOME"]) / "public"
+    before = _snapshot(public)
+    assert before
+
+    proc = pubdata_cli("run", "telemetry_public.page_loads_ungrouped_v1", "--date", DATE, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "failed" in proc.stdout and "every row, Other rows included" in proc.stdout
+    assert _snapshot(public) == before
+
+    record = json.loads((Path(env["PUBDATA_HOME"]) / "internal/runs/telemetry_public.page_loads_ungrouped_v1" / f"{DATE}.json").read_text())
+    assert record["state"] == "quarantined"
+    failures = record["validation"]["failures"]
+    assert any(f["expectation"] == "ExpectColumnValuesToBeBetween" and f["observed"] > 0 for f in failures)
+    # the staged table is kept, internally, for on-call to inspect
+    assert Path(record["staged"]["location"]).is_file()
+    log = (Path(env["PUBDATA_HOME"]) / "internal/logs/telemetry_public.page_loads_ungrouped_v1" / f"{DATE}.log").read_text()
+    assert "[DAG TEST] end task task_id=validate" in log
+    assert "task_id=export" not in log.split("[DAG TEST] end task task_id=validate")[1].split("DagRun Finished")[0] or \
+        "[DAG TEST] running task <TaskInstance: publish_telemetry_public__page_loads_ungrouped_v1.export" not in log

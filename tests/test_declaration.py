@@ -1,0 +1,102 @@
+"""Declarations load strictly, and a broken one names file and field without hiding the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pubdata.declaration import DeclarationLoadError, dag_id_for, load_all, load_declaration
+
+EXAMPLE = "telemetry_public.page_loads_by_country_v1"
+
+
+def _write(project: Path, rel: str, text: str) -> Path:
+    path = project / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _example_yaml(project: Path) -> str:
+    return (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
+
+
+def test_example_loads(project):
+    catalog = load_all(project)
+    assert catalog.errors == []
+    decl = catalog.declarations[EXAMPLE]
+    assert decl.dag_id == "publish_telemetry_public__page_loads_by_country_v1"
+    assert decl.spec.policy.aggregation_level == 2
+    assert decl.spec.policy.min_bucket_size == 5000
+    assert decl.spec.policy.columns == ["submission_date", "country", "os", "locale", "normalized_channel",
+                                        "page_loads", "client_count"]
+    assert "@submission_date" in decl.query
+    assert len(decl.query_sha256) == 64
+
+
+def test_dag_id_for():
+    assert dag_id_for("a_b.c_d_v12") == "publish_a_b__c_d_v12"
+    with pytest.raises(ValueError):
+        dag_id_for("Not.valid")
+
+
+def _broken(project: Path, name: str, yaml_text: str, sql: str | None = "SELECT 1") -> Path:
+    path = _write(project, f"metadata/broken/{name}.yaml", yaml_text)
+    if sql is not None:
+        _write(project, f"sql/broken/{name}.sql", sql)
+    return path
+
+
+@pytest.mark.parametrize(
+    "mutate, field, words",
+    [
+        (lambda y: y + "colour: blue\n", "colour", "unknown key"),
+        (lambda y: y.replace("aggregation_level: 2", "aggregation_level: two"), "policy.aggregation_level", "integer"),
+        (lambda y: y.replace("aggregation_level: 2", "aggregation_level: 9"), "policy.aggregation_level", "less than or equal to 7"),
+        (lambda y: y.replace("category: 1, kind: geo_country", "category: 5, kind: geo_country"), "policy.dimensions[1].category", "less than or equal to 4"),
+        (lambda y: y.replace("owners: [data-eng@example.org]", "owners: [not-an-email]"), "owners[0]", "pattern"),
+        (lambda y: y.replace('bugs: ["https://bugzilla.mozilla.org/show_bug.cgi?id=1414839"]', "bugs: []"), "review.bugs", "at least 1"),
+        (lambda y: y.replace("friendly_name: Page loads by country, OS, locale and channel\n", ""), "friendly_name", "required key is missing"),
+        (lambda y: y.replace("bucket_column: client_count", "bucket_column: clients"), "policy", "bucket_column 'clients' is not one of the declared metrics"),
+        (lambda y: y.replace("partition_field: submission_date", "partition_field: day"), "", "partition_field 'day' must be a declared dimension"),
+    ],
+)
+def test_bad_declaration_names_file_and_field(project, mutate, field, words):
+    path = _broken(project, "bad_v1", mutate(_example_yaml(project)))
+    with pytest.raises(DeclarationLoadError) as exc:
+        load_declaration(path, project)
+    messages = [str(e) for e in exc.value.errors]
+    assert any(str(e.path) == "metadata/broken/bad_v1.yaml" for e in exc.value.errors), messages
+    assert any(e.field.startswith(field) and words in e.message for e in exc.value.errors), messages
+
+
+def test_malformed_yaml_names_line(project):
+    path = _broken(project, "bad_v1", "friendly_name: [unclosed\nowners: x\n")
+    with pytest.raises(DeclarationLoadError) as exc:
+        load_declaration(path, project)
+    err = exc.value.errors[0]
+    assert err.field.startswith("line ") and "not valid YAML" in err.message
+
+
+def test_missing_query_is_named(project):
+    path = _broken(project, "noquery_v1", _example_yaml(project), sql=None)
+    with pytest.raises(DeclarationLoadError) as exc:
+        load_declaration(path, project)
+    err = exc.value.errors[0]
+    assert err.field == "query" and "sql/broken/noquery_v1.sql" in err.message
+
+
+def test_bad_file_name(project):
+    path = _broken(project, "NoVersion", _example_yaml(project))
+    with pytest.raises(DeclarationLoadError) as exc:
+        load_declaration(path, project)
+    assert "<table>_v<N>.yaml" in exc.value.errors[0].message
+
+
+def test_broken_declarations_do_not_hide_the_others(project):
+    _broken(project, "bad_v1", _example_yaml(project) + "colour: blue\n")
+    _broken(project, "worse_v1", "- just\n- a list\n")
+    catalog = load_all(project)
+    assert EXAMPLE in catalog.declarations
+    assert {str(e.path) for e in catalog.errors} == {"metadata/broken/bad_v1.yaml", "metadata/broken/worse_v1.yaml"}
