@@ -502,3 +502,18 @@ def invalid_cities(values: Iterable[object]) -> list[object]:
     still passes, so the query must derive city names from the same list, not from raw input.
     """
     return _invalid(values, _city_names())
+
+
+GEO_KINDS = ("geo_country", "geo_city")
+
+
+def geo_values(kind: str) -> frozenset[str]:
+    """Every value a dimension of this geo kind may publish, "Other" included.
+
+    The staged data is checked against this set inside the warehouse (pubdata.geo).
+    """
+    if kind == "geo_country":
+        return _country_codes() | {OTHER}
+    if kind == "geo_city":
+        return _city_names() | {OTHER}
+    raise ValueError(f"not a geo dimension kind: {kind!r} (expected one of {', '.join(GEO_KINDS)})")

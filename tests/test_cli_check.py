@@ -1,0 +1,198 @@
+"""The policy enforced in three places: `pubdata check` (exit 1 naming file, rule and fix), the DAG
+factory (no DAG for a refused or unsigned dataset, listed by the errors DAG instead), and the
+running DAG (validate re-reads the declaration, so an edit between stage and validate is caught)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pubdata import records, tasks
+from pubdata.cli import app
+from pubdata.config import settings
+from tests.conftest import REPO, pubdata_cli
+
+DS = "telemetry_public"
+PAGE_LOADS = f"{DS}.page_loads_by_country_v1"
+SEARCHES = f"{DS}.search_counts_by_country_v1"
+REFUSED_EXAMPLE = f"{DS}.city_active_hours_v1"
+DAY = dt.date(2026, 11, 1)
+
+
+def flat(text: str) -> str:
+    """Output with line wrapping and table borders undone, so assertions read phrases, not layout."""
+    return " ".join(re.sub(r"[│┃]", " ", text).split())
+
+
+def check(*args: str):
+    result = CliRunner().invoke(app, ["check", *args], env={"COLUMNS": "200"})
+    return result.exit_code, flat(result.output)
+
+
+def derive(project: Path, source: str, table: str, edit=None, sql: str | None = None) -> str:
+    """Declare dataset `table` as a copy of `source` (declaration and query), edited; return its id."""
+    src = yaml.safe_load((project / "metadata" / DS / f"{source}.yaml").read_text())
+    if edit:
+        edit(src)
+    (project / "metadata" / DS / f"{table}.yaml").write_text(yaml.safe_dump(src, sort_keys=False))
+    query = sql if sql is not None else (project / "sql" / DS / f"{source}.sql").read_text()
+    (project / "sql" / DS / f"{table}.sql").write_text(query)
+    return f"{DS}.{table}"
+
+
+def level_3_with_category_3(dimension: str):
+    def edit(spec: dict) -> None:
+        spec["policy"]["aggregation_level"] = 3
+        for d in spec["policy"]["dimensions"]:
+            if d["name"] == dimension:
+                d["category"] = 3
+
+    return edit
+
+
+def without_steward(spec: dict) -> None:
+    del spec["review"]["steward"]
+
+
+CLIENT_SHARDS_SQL = """
+SELECT
+  submission_date,
+  SUBSTR(TO_HEX(MD5(client_id)), 1, 2) AS client_shard,
+  COUNT(DISTINCT client_id) AS client_count
+FROM `moz-fx-data-shared-prod.telemetry.clients_daily`
+WHERE submission_date = @submission_date
+GROUP BY 1, 2
+"""
+
+
+def client_shards(spec: dict) -> None:
+    spec["policy"]["dimensions"] = [
+        {"name": "submission_date", "category": 1, "kind": "date"},
+        {"name": "client_shard", "category": 1, "kind": "categorical", "description": "two hex digits"},
+    ]
+    spec["policy"]["metrics"] = [{"name": "client_count", "sensitive": False}]
+
+
+# ---------------------------------------------------------------------------------------------
+# pubdata check
+# ---------------------------------------------------------------------------------------------
+
+
+def test_repo_check_fails_on_exactly_the_refused_example():
+    """What `make check` sees on this repository, run as a user would: the refused example is the
+    only problem, reported with its file, rule and fix, and the exit status is 1."""
+    proc = pubdata_cli("check", env={"PUBDATA_PROJECT": str(REPO)})
+    out = flat(proc.stdout)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    problems = [line for line in proc.stdout.splitlines() if line.startswith("✗")]
+    assert len(problems) == 1, proc.stdout
+    assert problems[0].startswith("✗ metadata/telemetry_public/city_active_hours_v1.yaml: policy: refused:")
+    assert "dimension city (category 4) may be published only at aggregation levels 1 and 2" in out
+    assert "fix: raise the aggregation to level 2 with a minimum bucket" in out
+    assert f"{SEARCHES} signed_off ok" in out
+
+
+def test_check_all_reports_the_refusal_without_failing(project):
+    """`make demo` runs `pubdata check --all`: the refusal is shown, the demo goes on."""
+    code, out = check("--all")
+    assert code == 0, out
+    assert f"{REFUSED_EXAMPLE} refused problems" in out
+    assert "metadata/telemetry_public/city_active_hours_v1.yaml: policy: refused:" in out
+
+
+def test_refused_by_the_safety_matrix(project):
+    ds = derive(project, "page_loads_by_country_v1", "page_loads_no_minimum_v1", level_3_with_category_3("locale"))
+    code, out = check(ds)
+    assert code == 1
+    assert f"✗ metadata/{DS}/page_loads_no_minimum_v1.yaml: policy: refused:" in out
+    assert "dimension locale (category 3) may be published only at aggregation levels 1 and 2, and this dataset is judged at level 3" in out
+    assert "fix: raise the aggregation to level 2 with a minimum bucket" in out and "or drop dimension locale (category 3)" in out
+
+
+def test_needs_signoff_and_lacks_it(project):
+    ds = derive(project, "search_counts_by_country_v1", "search_counts_unsigned_v1", without_steward)
+    code, out = check(ds)
+    assert code == 1
+    assert f"✗ metadata/{DS}/search_counts_unsigned_v1.yaml: policy: needs_signoff:" in out
+    assert "review question 3 is answered yes: metric search_count is marked sensitive" in out
+    assert "review.steward is missing" in out
+    assert "fix: ask a data steward to review the answers in the review bug" in out
+    assert "add review.steward with name, approved_on and link" in out
+
+
+def test_forbidden_column_lineage_in_the_query(project):
+    ds = derive(project, "page_loads_by_country_v1", "client_shards_v1", client_shards, CLIENT_SHARDS_SQL)
+    code, out = check(ds)
+    assert code == 1
+    assert f"✗ sql/{DS}/client_shards_v1.sql: sql: forbidden_lineage: output column client_shard derives from client_id" in out
+    assert "fix: drop it, or reduce it to a count of distinct clients" in out
+    assert "policy:" not in out  # the declaration itself is publishable: only the query gives it away
+
+
+def test_good_declarations_pass(project):
+    code, out = check(PAGE_LOADS, SEARCHES)
+    assert code == 0, out
+    assert f"{PAGE_LOADS} publishable ok" in out and f"{SEARCHES} signed_off ok" in out
+    assert "all 2 declaration(s) pass" in out
+
+
+def test_fixing_the_declaration_clears_the_refusal(project):
+    """The fix the refusal names really makes the declaration pass."""
+    def fixed(spec: dict) -> None:
+        level_3_with_category_3("locale")(spec)
+        spec["policy"]["aggregation_level"] = 2
+        spec["review"]["steward"] = {"name": "Jane Steward", "approved_on": "2026-11-01",
+                                     "link": "https://bugzilla.example.org/show_bug.cgi?id=1#c2"}
+
+    ds = derive(project, "page_loads_by_country_v1", "page_loads_locale_v1", fixed)
+    code, out = check(ds)
+    assert code == 0, out
+    assert f"{ds} signed_off ok" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# The DAG factory
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dag_factory_gives_refused_and_unsigned_datasets_no_dag(project):
+    from pubdata.dag_factory import ERRORS_DAG_ID, build_dags
+
+    derive(project, "search_counts_by_country_v1", "search_counts_unsigned_v1", without_steward)
+    dags = build_dags(project)
+    assert "publish_telemetry_public__city_active_hours_v1" not in dags
+    assert "publish_telemetry_public__search_counts_unsigned_v1" not in dags
+    assert "publish_telemetry_public__search_counts_by_country_v1" in dags  # signed off
+    assert "publish_telemetry_public__page_loads_by_country_v1" in dags
+    doc = dags[ERRORS_DAG_ID].doc_md
+    assert "metadata/telemetry_public/city_active_hours_v1.yaml: policy verdict refused: dimension city (category 4)" in doc
+    assert ("metadata/telemetry_public/search_counts_unsigned_v1.yaml: policy verdict needs_signoff:" in doc
+            and "Fix: ask a data steward" in doc)
+
+
+# ---------------------------------------------------------------------------------------------
+# The running DAG
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edit, status", [(level_3_with_category_3("country"), "refused"), (without_steward, "needs_signoff")])
+def test_validate_refuses_a_declaration_edited_after_stage(project, edit, status):
+    """Stage runs on the approved declaration; the file is then edited; validate must not pass it."""
+    staged = tasks.stage(SEARCHES, DAY, run_id="edited")
+    path = project / "metadata" / DS / "search_counts_by_country_v1.yaml"
+    spec = yaml.safe_load(path.read_text())
+    edit(spec)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    with pytest.raises(tasks.PolicyRefused, match=f"policy verdict is {status}"):
+        tasks.validate(SEARCHES, staged)
+    rec = records.read(settings().internal_dir, SEARCHES, staged["partition"])
+    assert rec["state"] == "staged" and "validation" not in rec
+    with pytest.raises(tasks.PolicyRefused, match="has not passed validation"):
+        tasks.export(SEARCHES, staged, run_id="edited")
+    assert not any((Path(settings().home) / "public").rglob("*.json"))
