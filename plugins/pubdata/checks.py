@@ -43,7 +43,7 @@ def check_declaration(decl: Declaration, project: Path) -> list[Problem]:
         problems.append(Problem(decl.id, _rel(decl.query_path, project), f"sql: {f.rule}", f.message, f.fix))
     if decl.expectations_path is not None:
         try:
-            load_dataset_expectations(decl.expectations_path)
+            load_dataset_expectations(decl.expectations_path, decl)
         except ExpectationsFileError as exc:
             problems.append(Problem(decl.id, _rel(decl.expectations_path, project), "expectations", str(exc),
                                     "use a Great Expectations 1.x expectation name with its arguments, or `sql:`"))

@@ -48,5 +48,18 @@ def reset(internal_dir: Path, dataset_id: str, partition: str | None, run_id: st
 
 
 def latest(internal_dir: Path, dataset_id: str) -> dict[str, Any] | None:
-    runs = sorted((Path(internal_dir) / "runs" / dataset_id).glob("*.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(runs[-1].read_text()) if runs else None
+    """The run that started last (a later update of an older record, e.g. a purge, does not count)."""
+    runs = all_records(internal_dir, dataset_id)
+    return max(runs, key=lambda r: r.get("started_at") or r.get("updated_at") or "") if runs else None
+
+
+def all_records(internal_dir: Path, dataset_id: str | None = None) -> list[dict[str, Any]]:
+    """Every run record (of one dataset, or of all), oldest first."""
+    pattern = f"{dataset_id}/*.json" if dataset_id else "*/*.json"
+    out = []
+    for path in sorted((Path(internal_dir) / "runs").glob(pattern), key=lambda p: p.stat().st_mtime):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return out

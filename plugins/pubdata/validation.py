@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pubdata import geo
 from pubdata.declaration import Declaration
+from pubdata.policy import GEO_KINDS
 from pubdata.warehouses.base import StagedTable, Warehouse
 
 SEVERITIES = ("fail", "warn")
@@ -60,6 +59,7 @@ class CheckResult:
     expected: Any = None
     unexpected_sample: list[Any] = field(default_factory=list)
     error: str | None = None
+    sensitive: bool = False  # its values may be identifiers: alerts and reports withhold them
 
     @property
     def status(self) -> str:
@@ -144,7 +144,7 @@ def _custom_expectations():
             return {"success": not found, "result": {"observed_value": found or columns}}
 
     ExpectTableColumnsToExcludeForbidden.__module__ = __name__
-    return {"ExpectTableColumnsToExcludeForbidden": ExpectTableColumnsToExcludeForbidden}
+    return {"ExpectTableColumnsToExcludeForbidden": ExpectTableColumnsToExcludeForbidden, **geo.gx_expectations()}
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,13 @@ class ExpectationSpec:
     severity: str = "fail"
     description: str = ""
     source: str = "policy"
+    columns: tuple[str, ...] = ()  # columns it reads besides kwargs["column"]; absent ones fail it unrun
+    sensitive: bool = False         # its failures may show identifiers: withhold values outside the warehouse
+
+    @property
+    def reads(self) -> list[str]:
+        column = self.kwargs.get("column")
+        return ([column] if column is not None else []) + list(self.columns)
 
     def build(self):
         import great_expectations as gx
@@ -203,69 +210,33 @@ def policy_expectations(decl: Declaration) -> list[ExpectationSpec]:
         specs.append(ExpectationSpec(
             "ExpectColumnValuesToNotBeNull", {"column": d.name}, description=f"dimension {d.name} is never null",
         ))
+        if d.kind in GEO_KINDS:
+            specs.append(ExpectationSpec(
+                "ExpectColumnValuesToBeValidGeo", {"column": d.name, "geo_kind": d.kind},
+                description=f"dimension {d.name} holds {geo.describe(d.kind)}",
+            ))
     return specs
 
 
-def _camel(name: str) -> str:
-    if "_" not in name:
-        return name
-    return "".join(part.capitalize() for part in name.split("_"))
+def load_dataset_expectations(path: Path | None, decl: Declaration | None = None) -> list[ExpectationSpec]:
+    """The expectations the dataset's own file adds (see pubdata.expectations_file for the format).
 
-
-def load_dataset_expectations(path: Path | None) -> list[ExpectationSpec]:
-    """The dataset's own expectations file: GX expectations by name, and SQL expectations.
-
-    expectations:
-      - expectation: expect_column_values_to_be_between   # or ExpectColumnValuesToBeBetween
-        kwargs: {column: page_loads, min_value: 0}
-        severity: fail                                     # fail (default) stops the export; warn alerts
-      - sql: SELECT * FROM {batch} WHERE page_loads < 0    # rows returned are the violations
-        description: page loads are never negative
+    Raises ExpectationsFileError as `file:line: where: what`.
     """
-    if path is None:
-        return []
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ExpectationsFileError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict) or set(raw) - {"expectations"}:
-        raise ExpectationsFileError(f"{path}: expected one top-level key, `expectations:`, holding a list")
-    import great_expectations as gx
+    from pubdata import expectations_file
 
-    specs = []
-    for i, item in enumerate(raw.get("expectations") or []):
-        where = f"{path}: expectations[{i}]"
-        if not isinstance(item, dict):
-            raise ExpectationsFileError(f"{where}: expected a mapping with `expectation:` or `sql:`")
-        unknown = set(item) - {"expectation", "kwargs", "severity", "description", "sql"}
-        if unknown:
-            raise ExpectationsFileError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        severity = item.get("severity", "fail")
-        if severity not in SEVERITIES:
-            raise ExpectationsFileError(f"{where}.severity: {severity!r} is not one of fail, warn")
-        if "sql" in item:
-            spec = ExpectationSpec(
-                "UnexpectedRowsExpectation", {"unexpected_rows_query": item["sql"]}, severity,
-                item.get("description") or "SQL expectation", "dataset",
-            )
-        elif "expectation" in item:
-            name = _camel(str(item["expectation"]))
-            if getattr(gx.expectations, name, None) is None:
-                raise ExpectationsFileError(f"{where}.expectation: {item['expectation']!r} is not a Great Expectations 1.x expectation")
-            spec = ExpectationSpec(name, dict(item.get("kwargs") or {}), severity,
-                                   item.get("description") or f"{name} {json.dumps(item.get('kwargs') or {})}", "dataset")
-        else:
-            raise ExpectationsFileError(f"{where}: give either `expectation:` (a GX expectation name) or `sql:`")
-        try:
-            spec.build()
-        except Exception as exc:  # pydantic errors from GX: bad or missing argument
-            raise ExpectationsFileError(f"{where}.kwargs: {exc}".splitlines()[0] + " — check the argument names and types") from None
-        specs.append(spec)
-    return specs
+    return expectations_file.load(path, decl).specs
 
 
-def suite_for(decl: Declaration) -> list[ExpectationSpec]:
-    return policy_expectations(decl) + load_dataset_expectations(decl.expectations_path)
+def suite_for(decl: Declaration, engine: str = "duckdb", previous: tuple[str, int] | None = None) -> list[ExpectationSpec]:
+    """The whole suite: the policy's expectations, the checks the declaration implies on this
+    engine (column types, identifier scan), the dataset's own file, and the row-count band
+    against `previous` (label, rows), the last published partition, when there is one."""
+    from pubdata import expectations_file, validation_checks
+
+    own = expectations_file.load(decl.expectations_path, decl)
+    return (policy_expectations(decl) + validation_checks.declared_checks(decl, engine) + own.specs
+            + validation_checks.row_count_band(own.row_count, previous))
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -293,21 +264,29 @@ def validate(decl: Declaration, warehouse: Warehouse, staged: StagedTable,
     """Run the suite on exactly the staged table; return the report (never raises for data)."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
-    specs = suite_for(decl) if specs is None else specs
+    specs = suite_for(decl, warehouse.engine) if specs is None else specs
     checks: list[CheckResult] = []
     try:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        present = {c.name for c in warehouse.columns(staged)}
+        from pubdata.validation_checks import COLUMN_TYPES_EXPECTATION, check_column_types
+
+        columns = warehouse.columns(staged)
+        present = {c.name for c in columns}
         runnable = []
         for spec in specs:
-            column = spec.kwargs.get("column")
-            if column is not None and column not in present:
+            missing = [c for c in spec.reads if c not in present]
+            if missing:
                 # The column check reports the difference; this one cannot apply, and that is
                 # the data's fault (the query's output), not an evaluation error.
-                checks.append(CheckResult(spec.name, spec.description, spec.severity, False, column,
-                                          observed="column missing", expected=_expected(spec.kwargs)))
+                checks.append(CheckResult(spec.name, spec.description, spec.severity, False, missing[0],
+                                          observed=f"column missing: {', '.join(missing)}",
+                                          expected=_expected(spec.kwargs), sensitive=spec.sensitive))
+            elif spec.name == COLUMN_TYPES_EXPECTATION:
+                # Types as the warehouse itself names them (GX's type expectation cannot read DuckDB's).
+                checks.append(CheckResult(spec.name, spec.description, spec.severity,
+                                          **check_column_types(spec, columns, warehouse.engine)))
             else:
                 runnable.append(spec)
         specs = runnable
@@ -315,22 +294,32 @@ def validate(decl: Declaration, warehouse: Warehouse, staged: StagedTable,
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         batch = warehouse.gx_batch(context, staged)
         try:
-            suite = gx.ExpectationSuite(name=f"{decl.id}", expectations=[s.build() for s in specs])
+            expectations = [s.build() for s in specs]
+            for i, e in enumerate(expectations):
+                e.meta["pubdata_index"] = i  # GX reorders results (table-level first): match them back
+            suite = gx.ExpectationSuite(name=f"{decl.id}", expectations=expectations)
             result = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
         finally:
             _release(context, batch)
-        for spec, r in zip(specs, result.results):
+        by_index = {(r.expectation_config.meta or {}).get("pubdata_index"): r for r in result.results}
+        for i, spec in enumerate(specs):
+            r = by_index.get(i)
+            if r is None:
+                checks.append(CheckResult(spec.name, spec.description, spec.severity, False,
+                                          error="Great Expectations returned no result for this expectation"))
+                continue
             res = r.result or {}
             checks.append(CheckResult(
                 expectation=spec.name,
                 description=spec.description,
                 severity=spec.severity,
                 success=bool(r.success),
-                column=spec.kwargs.get("column"),
+                column=(spec.reads or [None])[0],
                 observed=res.get("observed_value", res.get("unexpected_count")),
                 expected=_expected(spec.kwargs),
                 unexpected_sample=list(res.get("partial_unexpected_list") or [])[:5],
                 error=_raised(r.exception_info),
+                sensitive=spec.sensitive or spec.name == "ExpectTableColumnsToExcludeForbidden",
             ))
     except Exception as exc:  # the suite could not run at all
         checks.append(CheckResult("suite", "run the validation suite", "fail", False, error=f"{type(exc).__name__}: {exc}"))
@@ -378,7 +367,10 @@ def _release(context, batch) -> None:
 
 
 def redact(value: Any) -> Any:
-    """Hide values that may be identifiers before they leave the pipeline (alerts, reports)."""
-    if isinstance(value, str) and re.search(r"[0-9a-f]{8}-[0-9a-f]{4}|@|\d+\.\d+\.\d+\.\d+|[0-9a-f]{32,}", value, re.I):
-        return "[redacted]"
-    return value
+    """Hide values that may be identifiers before they leave the pipeline (alerts, reports).
+
+    Uses the identifier scan's own patterns, so what the warehouse flags is what is hidden here.
+    """
+    from pubdata.validation_checks import looks_like_identifier
+
+    return "[redacted]" if looks_like_identifier(value) else value

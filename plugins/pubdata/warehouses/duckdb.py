@@ -75,7 +75,13 @@ def _gx_datasource_type():
         def get_connection(self):
             if getattr(self, "_connection", None) is None:
                 self._connection = self.engine.connect()
-            yield self._connection
+            try:
+                yield self._connection
+            except Exception:
+                # A failed query aborts DuckDB's transaction; without a rollback every later
+                # expectation on this connection would fail too, hiding which one was broken.
+                self._connection.rollback()
+                raise
 
     class DuckDBDatasource(SQLDatasource):
         type: Literal["pubdata_duckdb"] = "pubdata_duckdb"  # type: ignore[assignment]

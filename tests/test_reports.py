@@ -1,0 +1,114 @@
+"""The validation report of each run: an internal HTML page that shows every check, escapes what
+it shows, never lands in the public bucket, and is what `pubdata status` links to."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pubdata import records, reports, tasks
+from pubdata.config import settings
+from pubdata.declaration import load_all
+from tests.conftest import pubdata_cli
+from tests.test_validation import EXAMPLE, GOOD_ROWS, decl, stage_sql  # noqa: F401 - fixtures
+
+DAY = "2026-11-01"
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_alerts(monkeypatch):
+    from pubdata import alerts
+
+    monkeypatch.setattr(alerts, "smtp_configured", lambda: False)
+
+
+def _bucket_files(cfg) -> list[Path]:
+    root = Path(cfg.bucket_url[len("file://"):])
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_failed_run_report_shows_every_check_escaped_and_stays_internal(project, stage_sql):
+    cfg = settings()
+    path = project / "expectations/telemetry_public/page_loads_by_country_v1.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent("""\
+        expectations:
+          - expectation: expect_column_values_to_be_in_set
+            kwargs: {column: locale, value_set: [en-US, de, Other]}
+            description: locale is a known locale
+    """))
+    wh, staged = stage_sql(GOOD_ROWS.replace("'de', 'release', 90000, 5000", f"'{SCRIPT}', 'release', 90000, 4000"))
+    records.reset(cfg.internal_dir, EXAMPLE, DAY, "scheduled__2026-11-01T05:00:00+00:00")
+    with pytest.raises(tasks.DataValidationFailed):
+        tasks.validate(EXAMPLE, staged.to_dict())
+
+    rec = records.read(cfg.internal_dir, EXAMPLE, DAY)
+    report = Path(rec["report"])
+    assert report == cfg.internal_dir / "reports" / EXAMPLE / DAY / "scheduled__2026-11-01T05_00_00_00_00.html"
+    html = report.read_text()
+    assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count('<span class="badge failed">failed</span>') == 3  # the run, the bucket and the locale check
+    assert html.index("locale is a known locale") < html.index("the query returned rows")  # problems first
+    assert len(rec["validation_report"]["checks"]) == html.count("<tr><td>")
+    assert "Quarantine" in html and staged.location in html
+    assert f"pubdata run {EXAMPLE} --date {DAY}" in html and "data-eng@example.org" in html
+    assert _bucket_files(cfg) == []
+
+
+def test_published_run_keeps_its_report_out_of_the_bucket(project):
+    cfg = settings()
+    staged = tasks.stage(EXAMPLE, dt.date(2026, 11, 1), "manual__2026-11-01")
+    tasks.validate(EXAMPLE, staged)
+    tasks.publish(EXAMPLE, staged, tasks.export(EXAMPLE, staged, "manual__2026-11-01"))
+    rec = records.read(cfg.internal_dir, EXAMPLE, DAY)
+    assert rec["state"] == "published"
+    assert Path(rec["report"]).is_file() and '<span class="badge passed">passed</span>' in Path(rec["report"]).read_text()
+    published = _bucket_files(cfg)
+    assert published and not [p for p in published if "reports" in p.parts or p.name == Path(rec["report"]).name]
+    assert not [p for p in published if "Validation report · internal" in p.read_text(errors="ignore")]
+    # the next day's row-count band reads this publication back from the public metadata.json
+    from pubdata.stores import open_store
+    from pubdata.validation_checks import previous_published
+
+    d = load_all(project).declarations[EXAMPLE]
+    assert previous_published(open_store(cfg.bucket_url), d, "2026-11-02") == (f"partition {DAY}", rec["rows"])
+    assert previous_published(open_store(cfg.bucket_url), d, DAY) is None
+
+
+def test_report_refuses_a_location_inside_a_local_bucket(project, monkeypatch):
+    cfg = settings()
+    monkeypatch.setenv("PUBDATA_BUCKET", f"file://{cfg.internal_dir}")
+    d = load_all(project).declarations[EXAMPLE]
+    report = {"partition": DAY, "outcome": "passed", "checks": [], "row_count": 1, "started_at": DAY, "seconds": 0}
+    with pytest.raises(ValueError, match="public bucket"):
+        reports.write(settings(), d, report, "r")
+
+
+def test_status_lists_outcome_rows_failures_and_report(project, stage_sql):
+    cfg = settings()
+    wh, staged = stage_sql(GOOD_ROWS.replace("90000, 5000", "90000, 10"))
+    records.reset(cfg.internal_dir, EXAMPLE, DAY, "manual__2026-11-01")
+    records.update(cfg.internal_dir, EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
+    with pytest.raises(tasks.DataValidationFailed):
+        tasks.validate(EXAMPLE, staged.to_dict())
+
+    proc = pubdata_cli("status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["dataset"]: r for r in json.loads(proc.stdout)}
+    row = rows[EXAMPLE]
+    assert row["outcome"].startswith("failed validation (quarantined until ")
+    assert row["rows"] == 3 and row["partition"] == DAY and row["when"]
+    assert row["failing"] == ["every row, Other rows included, has client_count >= 5000: observed 1"]
+    assert Path(row["report"]).is_file()
+    others = [r for d, r in rows.items() if d != EXAMPLE]
+    assert all(r["outcome"] == "never run" for r in others)
+
+    table = pubdata_cli("status")
+    assert table.returncode == 0
+    flat = "".join(table.stdout.split())
+    assert "failedvalidation" in flat and "everyrow,Otherrowsincluded" in flat and "manual__2026-11-01.html" in flat
