@@ -118,6 +118,19 @@ def test_gzip_content_encoding_is_served_like_gcs(gcs_store, gcs_endpoint):
 
 
 @gcs
+def test_download_file_streams_to_disk_decompressed(gcs_store, tmp_path):
+    payload = json.dumps([{"row": i} for i in range(5000)]).encode()
+    gcs_store.write("files/x.json", payload, content_type=JSON, compress=True)
+
+    gcs_store.download_file("files/x.json", tmp_path / "x.json")
+
+    assert (tmp_path / "x.json").read_bytes() == payload
+    with pytest.raises(StoreError, match="does not exist"):
+        gcs_store.download_file("files/missing.json", tmp_path / "missing.json")
+    assert not (tmp_path / "missing.json").exists()
+
+
+@gcs
 def test_if_generation_match_zero_means_only_if_absent(gcs_store):
     gen = gcs_store.write("k", b"first", content_type="text/plain", if_generation_match=0)
     with pytest.raises(PreconditionFailed):

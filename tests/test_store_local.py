@@ -229,3 +229,18 @@ def test_written_files_are_world_readable(store):
     store.write("k", b"v", content_type="text/plain")
     assert (store.root / "k").stat().st_mode & 0o777 == 0o644
     assert not [p for p in Path(store.root).iterdir() if p.name.startswith(".")]
+
+
+def test_download_file_and_list_under_a_deep_prefix(store, tmp_path):
+    store.write("a/b/files", b"[]", content_type=JSON)  # an object that is also a directory
+    store.write("a/b/files/2026-11-01/v/000000000000.json", b"[1]", content_type=JSON)
+    store.write("a/bc", b"x", content_type=JSON)
+    assert store.list("a/b/files") == ["a/b/files", "a/b/files/2026-11-01/v/000000000000.json"]
+    assert store.list("a/b/files/") == ["a/b/files/2026-11-01/v/000000000000.json"]
+    assert store.list("a/b") == ["a/b/files", "a/b/files/2026-11-01/v/000000000000.json", "a/bc"]
+    assert store.list("a/x/") == []
+
+    store.download_file("a/b/files", tmp_path / "listing.json")
+    assert (tmp_path / "listing.json").read_bytes() == b"[]"
+    with pytest.raises(StoreError, match="does not exist"):
+        store.download_file("a/missing", tmp_path / "missing")

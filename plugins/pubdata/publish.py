@@ -1,205 +1,210 @@
-"""Export a validated staged table and publish it in the public layout.
+"""Publish exported files in the public layout without ever showing a half-written dataset.
 
 Layout (compatible with Mozilla's public-data API), under the bucket root:
-  all-datasets.json                                    {ds: {table: {"v<N>": entry}}}
-  api/v1/tables/<ds>/<table>/v<N>/files/[<date>/]000000000000.json
-  api/v1/tables/<ds>/<table>/v<N>/files                [urls] or {date: [urls]}
-  api/v1/tables/<ds>/<table>/v<N>/last_updated         "YYYY-MM-DD HH:MM:SS"
-  api/v1/tables/<ds>/<table>/v<N>/metadata.json        the full public record
-Export writes the files under an internal staging prefix; publish copies them into place first,
-then switches the listing, metadata, last_updated and finally the index, so a reader following
-the index only ever finds files that exist.
+  all-datasets.json                                       {ds: {table: {"v<N>": entry}}}
+  api/v1/tables/<ds>/<table>/v<N>/files/<date>/<version>/000000000000.json   (incremental)
+  api/v1/tables/<ds>/<table>/v<N>/files/<version>/000000000000.json          (non-incremental)
+  api/v1/tables/<ds>/<table>/v<N>/files                   {date: [urls]} or [urls]
+  api/v1/tables/<ds>/<table>/v<N>/last_updated            "YYYY-MM-DD HH:MM:SS"
+  api/v1/tables/<ds>/<table>/v<N>/metadata.json           the full public record
+  api/v1/tables/<ds>/<table>/v<N>/query.sql, datapackage.json, dataset.jsonld, index.html
+
+Why a version folder: a publish may write several files (split parts, CSV, Parquet), and a bucket
+replaces one object at a time. Overwriting fixed names in place would let a reader that follows
+the listing fetch part 0 of the new version and part 1 of the old one, or a part that a shorter
+new version no longer has. So each version's files go to a folder of their own, named by the
+content (a digest of the files' sha256s), and the `files` listing is the switch: it is written
+only once every file of the new version exists, in one atomic object write. Identical input gives
+identical files, hence the same folder and the same URLs. Files of superseded versions are
+deleted only after the listing, metadata and index point at the new version. A publish killed at
+any point leaves the last complete version listed and intact; the next publish of the partition
+removes what the killed one left behind.
+
+Shared objects (the listing of an incremental dataset, metadata.json, the derived documents,
+all-datasets.json) are read-modify-written with generation preconditions and retried on
+conflict, so concurrent publishes of different datasets or days never lose an update. Two
+publishes of the same dataset and day must not run at once (each DAG has max_active_runs=1).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
-import tempfile
+import random
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from pubdata import __version__, policy
+from pubdata import __version__, transparency
+from pubdata import catalog
 from pubdata.declaration import Declaration
+from pubdata.export import STAGING_PREFIX, ExportedFile, discard
+from pubdata.formats import CONTENT_TYPES
 from pubdata.stores.base import PreconditionFailed, Store, StoreError
-from pubdata.warehouses.base import StagedTable, Warehouse
+from pubdata.transparency import policy_record, schema_record
+from pubdata.warehouses.base import StagedTable
 
 INDEX_KEY = "all-datasets.json"
-STAGING_PREFIX = "_staging"
-CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+NO_CACHE = "no-cache"
 
-
-@dataclass(frozen=True)
-class ExportedFile:
-    name: str          # 000000000000.json
-    format: str
-    staged_key: str    # where export left it
-    bytes: int
-    sha256: str
-    rows: int
+__all__ = [
+    "CONTENT_TYPES", "INDEX_KEY", "STAGING_PREFIX", "ExportedFile", "collect_garbage", "policy_record", "publish",
+    "public_url", "schema_record", "table_prefix", "version_dir", "version_id",
+]
 
 
 def table_prefix(decl: Declaration) -> str:
     return f"api/v1/tables/{decl.table_path}"
 
 
-def file_key(decl: Declaration, partition: str | None, name: str) -> str:
-    sub = f"{partition}/" if decl.spec.incremental and partition else ""
-    return f"{table_prefix(decl)}/files/{sub}{name}"
-
-
-def _sha256(path: Path) -> str:
+def version_id(exported: list[ExportedFile]) -> str:
+    """A digest of the version's files: same bytes, same folder name."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    for f in sorted(exported, key=lambda f: (f.format, f.name)):
+        h.update(f"{f.name} {f.sha256}\n".encode())
+    return h.hexdigest()[:16]
 
 
-def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: Store, run_key: str) -> list[ExportedFile]:
-    """Write the staged rows, in a deterministic order, to the bucket's internal staging prefix."""
-    order_by = decl.spec.policy.columns
-    prefix = f"{STAGING_PREFIX}/{decl.table_path}/{staged.partition or 'full'}/{run_key}"
-    out = []
-    with tempfile.TemporaryDirectory(prefix="pubdata-export-") as tmp:
-        for fmt in decl.spec.export.formats:
-            name = f"000000000000.{fmt}"
-            local = Path(tmp) / name
-            rows = warehouse.export(staged, local, order_by, fmt)
-            key = f"{prefix}/{name}"
-            store.upload_file(key, local, content_type=CONTENT_TYPES[fmt], compress=fmt != "parquet")
-            out.append(ExportedFile(name, fmt, key, local.stat().st_size, _sha256(local), rows))
-    return out
+def version_dir(decl: Declaration, partition: str | None, version: str) -> str:
+    sub = f"{partition}/" if decl.spec.incremental and partition else ""
+    return f"{table_prefix(decl)}/files/{sub}{version}"
 
 
 def public_url(base_url: str, key: str) -> str:
     return base_url + key
 
 
+def links(decl: Declaration, base_url: str) -> dict[str, str]:
+    prefix = public_url(base_url, table_prefix(decl))
+    return {
+        "homepage": f"{prefix}/index.html",
+        "files": f"{prefix}/files",
+        "last_updated": f"{prefix}/last_updated",
+        "metadata": f"{prefix}/metadata.json",
+        "query": f"{prefix}/query.sql",
+        "datapackage": f"{prefix}/datapackage.json",
+        "jsonld": f"{prefix}/dataset.jsonld",
+        "index": public_url(base_url, INDEX_KEY),
+    }
+
+
 def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=False, default=str, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    return obj
+def _update(store: Store, key: str, mutate: Callable[[bytes | None], bytes], *, content_type: str,
+            attempts: int = 50) -> bytes:
+    """Read-modify-write one object with a generation precondition; retry on conflicts.
 
-
-def policy_record(decl: Declaration) -> dict[str, Any]:
-    p = decl.spec.policy
-    v = policy.verdict(decl.spec)
-    return {
-        "aggregation_level": p.aggregation_level,
-        "min_bucket_size": p.min_bucket_size if p.bucket_column else None,
-        "bucket_column": p.bucket_column,
-        "dimensions": [d.model_dump(mode="json") for d in p.dimensions],
-        "metrics": [m.model_dump(mode="json") for m in p.metrics],
-        "review_questions": [_jsonable(a) for a in v.answers],
-        "verdict": v.status,
-        "steward": decl.spec.review.steward.model_dump(mode="json") if decl.spec.review.steward else None,
-    }
-
-
-def schema_record(decl: Declaration, columns: list[tuple[str, str]]) -> list[dict[str, str]]:
-    described = {d.name: ("dimension", d.description) for d in decl.spec.policy.dimensions}
-    described.update({m.name: ("metric", m.description) for m in decl.spec.policy.metrics})
-    return [
-        {"name": name, "type": type_, "role": described.get(name, ("", ""))[0], "description": described.get(name, ("", ""))[1]}
-        for name, type_ in columns
-    ]
-
-
-def _update_json(store: Store, key: str, mutate, *, attempts: int = 50) -> Any:
-    """Read-modify-write a shared JSON object with generation preconditions; retry on conflicts."""
+    mutate must be idempotent (set, never append): when a write lands but its answer is lost,
+    the retry re-reads and must find its own change already there.
+    """
     for attempt in range(attempts):
         current = store.read(key)
-        value = json.loads(current.data) if current else None
-        new = mutate(value)
+        new = mutate(current.data if current else None)
         try:
-            store.write(key, _json_bytes(new), content_type="application/json",
-                        if_generation_match=current.generation if current else 0, cache_control="no-cache")
+            store.write(key, new, content_type=content_type, cache_control=NO_CACHE,
+                        if_generation_match=current.generation if current else 0)
             return new
         except PreconditionFailed:
-            time.sleep(min(0.05 * (2 ** attempt), 1.0))
-    raise StoreError(f"could not update {key} after {attempts} attempts: too many concurrent writers")
+            time.sleep(random.uniform(0, min(0.05 * (2 ** attempt), 1.0)))  # full jitter
+    raise StoreError(f"could not update {key} after {attempts} attempts: too many concurrent writers; run again")
+
+
+def _update_json(store: Store, key: str, mutate: Callable[[Any], Any], *, attempts: int = 50,
+                 content_type: str = "application/json") -> Any:
+    new = _update(store, key, lambda data: _json_bytes(mutate(json.loads(data) if data else None)),
+                  content_type=content_type, attempts=attempts)
+    return json.loads(new)
 
 
 def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile], columns: list[tuple[str, str]],
             store: Store, base_url: str, validation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Move exported files into the public layout and switch the listing, metadata and index."""
+    """Copy the exported files into a new version folder, switch the listing, record, clean up."""
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    partition = staged.partition if decl.spec.incremental else None
+    incremental = decl.spec.incremental
+    partition = staged.partition if incremental else None
+    if incremental and not partition:
+        raise ValueError(f"{decl.id} is incremental: publish needs the staged partition (YYYY-MM-DD)")
+    if not any(f.format == "json" for f in exported):
+        raise ValueError(f"{decl.id}: nothing to publish: the export has no JSON file")
     prefix = table_prefix(decl)
+    urls = links(decl, base_url)
+    version = version_id(exported)
+    folder = version_dir(decl, partition, version)
 
+    # 1. Every file of the new version exists before anything points at it.
     files = []
     for f in exported:
-        key = file_key(decl, partition, f.name)
+        key = f"{folder}/{f.name}"
         store.copy(f.staged_key, key)
-        files.append({"url": public_url(base_url, key), "format": f.format, "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows})
+        files.append({"name": f.name, "url": public_url(base_url, key), "format": f.format,
+                      "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows})
     json_urls = [f["url"] for f in files if f["format"] == "json"]
+    rows = sum(f["rows"] for f in files if f["format"] == "json")
 
-    if decl.spec.incremental:
-        def add_partition(listing):
-            listing = listing if isinstance(listing, dict) else {}
+    # 2. The switch: one atomic write of the listing.
+    if incremental:
+        def set_partition(listing):
+            listing = dict(listing) if isinstance(listing, dict) else {}
             listing[partition] = json_urls
             return dict(sorted(listing.items()))
-        _update_json(store, f"{prefix}/files", add_partition)
+        _update_json(store, f"{prefix}/files", set_partition)
     else:
-        store.write(f"{prefix}/files", _json_bytes(json_urls), content_type="application/json", cache_control="no-cache")
+        _update_json(store, f"{prefix}/files", lambda _old: json_urls)
 
+    # 3. The record, and the documents derived from it.
     last_updated = now.strftime("%Y-%m-%d %H:%M:%S")
-    rows = exported[0].rows if exported else 0
+    store.write(f"{prefix}/query.sql", decl.query.encode("utf-8"), content_type="text/plain; charset=utf-8",
+                cache_control=NO_CACHE)
 
     def record(existing):
         existing = existing if isinstance(existing, dict) else {}
-        partitions = dict(existing.get("partitions") or {}) if decl.spec.incremental else {}
-        if decl.spec.incremental:
-            partitions[partition] = {"rows": rows, "files": files, "published_at": now.isoformat()}
+        partitions = dict(existing.get("partitions") or {}) if incremental else {}
+        if incremental:
+            partitions[partition] = {"version": version, "rows": rows, "files": files, "published_at": now.isoformat()}
         return {
             "id": decl.id,
             "friendly_name": decl.spec.friendly_name,
             "description": decl.spec.description,
             "owners": decl.spec.owners,
-            "incremental": decl.spec.incremental,
+            "incremental": incremental,
             "partition_field": decl.spec.partition_field,
             "review_links": [str(u) for u in decl.spec.review.bugs],
             "review": decl.spec.review.model_dump(mode="json"),
             "policy": policy_record(decl),
             "schema": schema_record(decl, columns),
-            "query": {"path": f"sql/{decl.dataset}/{decl.table}_v{decl.version}.sql", "sha256": decl.query_sha256, "text": decl.query},
-            "row_count": sum(p["rows"] for p in partitions.values()) if decl.spec.incremental else rows,
+            "query": {"path": f"sql/{decl.dataset}/{decl.table}_v{decl.version}.sql", "url": urls["query"],
+                      "sha256": decl.query_sha256, "text": decl.query},
+            "row_count": sum(p["rows"] for p in partitions.values()) if incremental else rows,
             "latest_partition": partition,
+            "version": None if incremental else version,
             "files": files,
             "partitions": dict(sorted(partitions.items())),
             "validation": validation,
+            "links": urls,
             "last_updated": last_updated,
             "generated_at": now.isoformat(),
             "pipeline_version": __version__,
         }
 
     _update_json(store, f"{prefix}/metadata.json", record)
-    store.write(f"{prefix}/last_updated", _json_bytes(last_updated), content_type="application/json", cache_control="no-cache")
+    _refresh_derived(store, decl, urls)
+    store.write(f"{prefix}/last_updated", _json_bytes(last_updated), content_type="application/json",
+                cache_control=NO_CACHE)
 
+    # 4. The index entry: a new dataset appears only once all of the above exists.
     entry = {
         "friendly_name": decl.spec.friendly_name,
         "description": decl.spec.description,
-        "incremental": decl.spec.incremental,
-        "incremental_export": decl.spec.incremental,
+        "incremental": incremental,
+        "incremental_export": incremental,
         "review_links": [str(u) for u in decl.spec.review.bugs],
-        "files_uri": public_url(base_url, f"{prefix}/files"),
-        "last_updated": public_url(base_url, f"{prefix}/last_updated"),
-        "metadata_uri": public_url(base_url, f"{prefix}/metadata.json"),
+        "files_uri": urls["files"],
+        "last_updated": urls["last_updated"],
+        "metadata_uri": urls["metadata"],
+        "datapackage_uri": urls["datapackage"],
         "owners": decl.spec.owners,
         "aggregation_level": decl.spec.policy.aggregation_level,
     }
@@ -210,7 +215,77 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
         return {ds: {t: dict(sorted(vs.items())) for t, vs in sorted(tables.items())} for ds, tables in sorted(index.items())}
 
     _update_json(store, INDEX_KEY, add_entry)
-    for f in exported:
-        store.delete(f.staged_key)
-    return {"files": files, "rows": rows, "last_updated": last_updated,
-            "metadata_url": public_url(base_url, f"{prefix}/metadata.json")}
+
+    # 5. Only now: files no listing points at any more.
+    deleted = collect_garbage(store, decl, partition)
+    discard(store, exported)
+    catalog.refresh(store, base_url)  # the bucket root's index.html and feed.xml
+    return {"files": files, "rows": rows, "version": version, "last_updated": last_updated,
+            "metadata_url": urls["metadata"], "query_sha256": decl.query_sha256, "deleted_files": len(deleted)}
+
+
+def _refresh_derived(store: Store, decl: Declaration, urls: dict[str, str]) -> None:
+    """Rebuild datapackage.json, dataset.jsonld and index.html from the current metadata.json.
+
+    Each attempt reads its own generation first and metadata.json second, so the last write to
+    land was built from a metadata.json at least as new as any other writer's.
+    """
+    prefix = table_prefix(decl)
+
+    def current_meta() -> dict[str, Any]:
+        obj = store.read(f"{prefix}/metadata.json")
+        if obj is None:
+            raise StoreError(f"{prefix}/metadata.json vanished while publishing {decl.id}")
+        return json.loads(obj.data)
+
+    _update_json(store, f"{prefix}/datapackage.json", lambda _old: transparency.datapackage(current_meta(), urls))
+    _update_json(store, f"{prefix}/dataset.jsonld", lambda _old: transparency.dataset_jsonld(current_meta(), urls),
+                 content_type="application/ld+json")
+
+    def page(_old: bytes | None) -> bytes:
+        meta = current_meta()
+        return transparency.landing_page(meta, transparency.dataset_jsonld(meta, urls), urls).encode("utf-8")
+
+    _update(store, f"{prefix}/index.html", page, content_type="text/html; charset=utf-8")
+
+
+def _listed_folders(decl: Declaration, listing: Any, partition: str | None) -> set[str] | None:
+    """Folders of the files the live listing references for the partition (None: not listed)."""
+    prefix = table_prefix(decl) + "/files/"
+    if decl.spec.incremental:
+        if not isinstance(listing, dict) or partition not in listing:
+            return None
+        urls = listing[partition]
+    else:
+        if not isinstance(listing, list):
+            return None
+        urls = listing
+    folders = set()
+    for url in urls:
+        _, sep, rest = str(url).partition(prefix)
+        if sep:
+            folders.add((prefix + rest).rsplit("/", 1)[0])
+    return folders
+
+
+def collect_garbage(store: Store, decl: Declaration, partition: str | None) -> list[str]:
+    """Delete the partition's files that the live listing does not reference; return their keys.
+
+    Runs after the switch, so it removes the superseded version and whatever a killed publish
+    left behind. It reads the listing again rather than trusting its caller, and deletes nothing
+    when the partition is not listed at all.
+    """
+    prefix = table_prefix(decl)
+    current = store.read(f"{prefix}/files")
+    if current is None:
+        return []
+    live = _listed_folders(decl, json.loads(current.data), partition)
+    if not live:
+        return []
+    scope = f"{prefix}/files/{partition}/" if decl.spec.incremental else f"{prefix}/files/"
+    deleted = []
+    for key in store.list(scope):
+        if key.rsplit("/", 1)[0] not in live:
+            store.delete(key)
+            deleted.append(key)
+    return deleted

@@ -7,14 +7,22 @@ reloads the declaration from disk, so an edited file is re-checked by the run th
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
-from pubdata import policy, records
+from pubdata import alerts, policy, quarantine, records, reports
 from pubdata.config import Settings, settings
-from pubdata.declaration import Declaration, DeclarationLoadError, load_declaration
-from pubdata.declaration import DATASET_ID_RE
+from pubdata.declaration import (
+    DATASET_ID_RE,
+    Declaration,
+    DeclarationError,
+    DeclarationLoadError,
+    load_declaration,
+)
 from pubdata.stores import open_store
-from pubdata.validation import DataValidationFailed, ValidationInfrastructureError, validate as run_validation
+from pubdata.validation import DataValidationFailed, ValidationInfrastructureError, suite_for
+from pubdata.validation import validate as run_validation
+from pubdata.validation_checks import previous_published
 from pubdata.warehouses import open_warehouse
 from pubdata.warehouses.base import StagedTable
 
@@ -30,7 +38,8 @@ def load(dataset_id: str, cfg: Settings | None = None) -> Declaration:
         raise ValueError(f"not a dataset id: {dataset_id!r} (expected <ds>.<table>_v<N>)")
     path = cfg.metadata_dir / m["ds"] / f"{m['table']}_v{m['version']}.yaml"
     if not path.is_file():
-        raise DeclarationLoadError([])  # pragma: no cover - dag_factory only builds DAGs for existing files
+        raise DeclarationLoadError([DeclarationError(
+            path, "", f"the declaration of {dataset_id} is gone; restore it or pause the DAG")])
     return load_declaration(path, cfg.project)
 
 
@@ -56,8 +65,9 @@ def stage(dataset_id: str, partition: dt.date | None, run_id: str = "manual", cf
     check_policy(decl)
     part = partition if decl.spec.incremental else None
     part_s = part.isoformat() if part else None
-    records.reset(cfg.internal_dir, decl.id, part_s, run_id)
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
+    quarantine.purge(cfg, decl.id, warehouse=wh)  # expired quarantine of this dataset; the file is ours now
+    records.reset(cfg.internal_dir, decl.id, part_s, run_id)
     staged = wh.stage(decl.id, decl.query, query_params(decl, partition), part, partition_field=decl.spec.partition_field)
     rows = wh.scalar(staged, "SELECT count(*) FROM {table}")
     records.update(cfg.internal_dir, decl.id, part_s, state="staged", staged=staged.to_dict(), rows=rows)
@@ -71,7 +81,9 @@ def validate(dataset_id: str, staged_d: dict[str, Any], cfg: Settings | None = N
     check_policy(decl)
     staged = StagedTable.from_dict(staged_d)
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
-    report = run_validation(decl, wh, staged)
+    previous = previous_published(open_store(cfg.bucket_url), decl, staged.partition)
+    report = run_validation(decl, wh, staged, suite_for(decl, wh.engine, previous))
+    run_id = str((records.read(cfg.internal_dir, decl.id, staged.partition) or {}).get("run_id") or "manual")
     summary = {
         "outcome": report.outcome,
         "checks": len(report.checks),
@@ -81,22 +93,29 @@ def validate(dataset_id: str, staged_d: dict[str, Any], cfg: Settings | None = N
         "seconds": report.seconds,
     }
     state = {"passed": "validated", "failed": "quarantined", "error": "validation_error"}[report.outcome]
+    quarantined = f"{staged.location} table {staged.table}" if report.outcome == "failed" else None
+    report_file = reports.write(cfg, decl, report.to_dict(), run_id, quarantined)
     records.update(cfg.internal_dir, decl.id, staged.partition, state=state, validation=summary,
-                   validation_report=report.to_dict())
+                   validation_report=report.to_dict(), report=str(report_file))
     if report.outcome == "failed":
+        quarantine.mark(cfg, decl.id, staged.partition, staged.to_dict())
         raise DataValidationFailed(report)
     if report.outcome == "error":
         raise ValidationInfrastructureError(report)
+    if report.warnings:  # warn severity: publish, and tell on-call
+        alerts.alert_run(cfg, decl, staged.partition, staged.partition or report.started_at[:10], kind="warning")
     return summary
 
 
 def _check(c) -> dict[str, Any]:
+    observed = c.observed if not c.sensitive else reports.shown(asdict(c))["observed"]
     return {"expectation": c.expectation, "description": c.description, "severity": c.severity,
-            "observed": c.observed, "expected": c.expected, "error": c.error}
+            "observed": observed, "expected": c.expected, "error": c.error}
 
 
 def export(dataset_id: str, staged_d: dict[str, Any], run_id: str = "manual", cfg: Settings | None = None) -> list[dict[str, Any]]:
-    from pubdata import publish as pub
+    """Files under the bucket's staging prefix: an extract job when BigQuery exports into GCS, else streamed."""
+    from pubdata import export as exporting
 
     cfg = cfg or settings()
     decl = load(dataset_id, cfg)
@@ -107,7 +126,7 @@ def export(dataset_id: str, staged_d: dict[str, Any], run_id: str = "manual", cf
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
     store = open_store(cfg.bucket_url)
     run_key = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in run_id)
-    exported = pub.export(decl, wh, staged, store, run_key)
+    exported = exporting.export(decl, wh, staged, store, run_key)
     out = [e.__dict__ for e in exported]
     records.update(cfg.internal_dir, decl.id, staged.partition, state="exported", exported=out)
     return out
@@ -129,5 +148,5 @@ def publish(dataset_id: str, staged_d: dict[str, Any], exported_d: list[dict[str
     result = pub.publish(decl, staged, exported, columns, store, cfg.public_base_url, validation)
     wh.drop(staged)
     records.update(cfg.internal_dir, decl.id, staged.partition, state="published", published=result,
-                   finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                   query_sha256=decl.query_sha256, finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     return result

@@ -69,3 +69,10 @@ class Store(ABC):
 
     def exists(self, key: str) -> bool:
         return self.read(key) is not None
+
+    def download_file(self, key: str, path: Path) -> None:
+        """Save an object (decompressed) to a local file; backends override this to stream."""
+        obj = self.read(key)
+        if obj is None:
+            raise StoreError(f"cannot download {key}: it does not exist")
+        Path(path).write_bytes(obj.data)

@@ -258,6 +258,19 @@ class GCSStore(Store):
                 blob.upload_from_filename(str(source), content_type=content_type, retry=self._retry())
         self._bucket_seen = True
 
+    def download_file(self, key: str, path: Path) -> None:
+        """Streamed to disk (in chunks, checksum verified); gzip-encoded objects arrive decompressed."""
+        from google.api_core.exceptions import NotFound
+
+        blob = self._blob(key)
+        with self._errors("download", key):
+            try:
+                blob.download_to_filename(str(path), retry=self._retry())
+            except NotFound:
+                Path(path).unlink(missing_ok=True)
+                self._check_bucket()
+                raise StoreError(f"cannot download {self._where(key)}: it does not exist") from None
+
     def delete(self, key: str) -> None:
         from google.api_core.exceptions import NotFound
 

@@ -138,10 +138,13 @@ class LocalStore(Store):
             path.unlink()
 
     def list(self, prefix: str) -> list[str]:
-        if not self.root.exists():
+        # Every key under the prefix lives below the prefix's last complete directory.
+        directory = prefix if prefix.endswith("/") else prefix.rpartition("/")[0]
+        start = self.root.joinpath(*PurePosixPath(directory).parts)
+        if not start.is_dir():
             return []
         out = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, _dirs, files in os.walk(start):
             for name in files:
                 if name == DIR_OBJECT and Path(dirpath) != self.root:
                     rel = Path(dirpath).relative_to(self.root).as_posix()
@@ -152,6 +155,13 @@ class LocalStore(Store):
                 if rel.startswith(prefix):
                     out.append(rel)
         return sorted(out)
+
+    def download_file(self, key: str, path) -> None:
+        source = self._path(key)
+        try:
+            shutil.copyfile(source, path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise StoreError(f"cannot download {key}: it does not exist") from None
 
     def copy(self, src: str, dst: str) -> None:
         source = self._path(src)

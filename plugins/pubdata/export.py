@@ -1,0 +1,151 @@
+"""Export step: a validated staged table -> numbered public files under the bucket's staging prefix.
+
+Two routes lead to the same files:
+
+- embedded (and any warehouse/store pair but the one below): the warehouse streams the staged
+  rows, ordered by every declared column, into one local file per format; formats.split cuts it
+  into parts of at most `export.max_file_bytes`.
+- production (BigQuery warehouse, GCS bucket): an extract job writes the staged partition to
+  `<staging prefix>/extract/` as Parquet, so no rows pass through the BigQuery API. Extract
+  output has no defined row order and arbitrary shard boundaries, so the shards are downloaded
+  and DuckDB sorts them by every declared column before the same split. Parquet keeps BigQuery's
+  types exactly (JSON extracts would turn INT64 into strings).
+
+Either way the parts land under `_staging/<table path>/<partition>/<run>/` and publish copies them
+into the public layout; identical staged rows give identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pubdata import formats
+from pubdata.declaration import Declaration
+from pubdata.stores.base import Store, StoreError
+from pubdata.warehouses.base import StagedTable, Warehouse, WarehouseError
+
+STAGING_PREFIX = "_staging"
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    name: str          # 000000000000.json
+    format: str
+    staged_key: str    # where export left it
+    bytes: int         # uncompressed size, as a client receives it
+    sha256: str        # of those bytes
+    rows: int
+
+
+def partition_staging_prefix(decl: Declaration, partition: str | None) -> str:
+    return f"{STAGING_PREFIX}/{decl.table_path}/{partition or 'full'}"
+
+
+def staging_prefix(decl: Declaration, partition: str | None, run_key: str) -> str:
+    return f"{partition_staging_prefix(decl, partition)}/{run_key}"
+
+
+def uses_extract(warehouse: Warehouse, store: Store) -> bool:
+    """The production route: BigQuery exports straight into the GCS bucket."""
+    from pubdata.stores.gcs import GCSStore  # no google import: GCSStore loads clients lazily
+
+    return warehouse.engine == "bigquery" and isinstance(store, GCSStore)
+
+
+def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: Store, run_key: str) -> list[ExportedFile]:
+    """Write the staged rows as numbered files, in a deterministic order, to the staging prefix.
+
+    Leftovers of earlier attempts for this partition (a killed run) are removed first.
+    """
+    prefix = staging_prefix(decl, staged.partition, run_key)
+    for key in store.list(partition_staging_prefix(decl, staged.partition) + "/"):
+        store.delete(key)
+    with tempfile.TemporaryDirectory(prefix="pubdata-export-") as tmp:
+        work = Path(tmp)
+        if uses_extract(warehouse, store):
+            wholes = _extract_and_sort(decl, warehouse, staged, store, prefix, work)
+        else:
+            wholes = {}
+            for fmt in decl.spec.export.formats:
+                wholes[fmt] = work / f"whole.{fmt}"
+                warehouse.export(staged, wholes[fmt], decl.spec.policy.columns, fmt)
+        out = []
+        for fmt in decl.spec.export.formats:
+            parts = formats.split(wholes[fmt], fmt, decl.spec.export.max_file_bytes, work / fmt)
+            for part in parts:
+                key = f"{prefix}/{part.name}"
+                store.upload_file(key, part.path, content_type=formats.CONTENT_TYPES[fmt], compress=formats.COMPRESSED[fmt])
+                out.append(ExportedFile(part.name, fmt, key, part.bytes, sha256_file(part.path), part.rows))
+    return out
+
+
+def _extract_and_sort(decl: Declaration, warehouse, staged: StagedTable, store: Store, prefix: str,
+                      work: Path) -> dict[str, Path]:
+    """Extract job -> Parquet shards in the bucket -> one sorted local file per format."""
+    import duckdb
+
+    extract_prefix = f"{prefix}/extract/"
+    warehouse.extract_to_gcs(staged, f"{store.url}/{extract_prefix}part-*.parquet", fmt="parquet")
+    shards = [k for k in store.list(extract_prefix) if k.endswith(".parquet")]
+    if not shards:
+        raise WarehouseError(
+            f"the extract job for {decl.id} ({staged.partition or 'full table'}) wrote no files under "
+            f"{store.url}/{extract_prefix}: check that the BigQuery service account may write to the bucket "
+            "(roles/storage.objectAdmin)"
+        )
+    local = []
+    for i, key in enumerate(shards):
+        path = work / "shards" / f"{i:06d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store.download_file(key, path)
+        local.append(path)
+    for key in shards:
+        store.delete(key)
+    files = "[" + ", ".join(_sql_str(p) for p in local) + "]"
+    ordering = ", ".join(_ident(c) for c in decl.spec.policy.columns)
+    options = {"json": "FORMAT json, ARRAY true", "csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
+    out = {}
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET temp_directory = {_sql_str(work / 'spill')}")
+        for fmt in decl.spec.export.formats:
+            out[fmt] = work / f"whole.{fmt}"
+            try:
+                con.execute(f"COPY (SELECT * FROM read_parquet({files}) ORDER BY {ordering}) "
+                            f"TO {_sql_str(out[fmt])} ({options[fmt]})")
+            except duckdb.Error as exc:
+                raise WarehouseError(f"sorting the extracted rows of {decl.id} failed: {exc}") from exc
+    finally:
+        con.close()
+    return out
+
+
+def discard(store: Store, exported: list[ExportedFile]) -> None:
+    """Remove staged files once they are published (or abandoned)."""
+    for f in exported:
+        try:
+            store.delete(f.staged_key)
+        except StoreError:
+            pass  # internal leftovers are cleared by the next export of the partition
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_str(value: Path | str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+__all__ = ["ExportedFile", "STAGING_PREFIX", "discard", "export", "sha256_file", "staging_prefix", "uses_extract"]

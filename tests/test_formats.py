@@ -1,0 +1,200 @@
+"""Public file formats: splitting at export.max_file_bytes with 12-digit names, deterministic order
+and bytes, gzip content-encoding of JSON and CSV on GCS (fake-gcs-server)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from pubdata import formats
+from pubdata.formats import FormatError, split
+from pubdata.stores.local import LocalStore
+from tests.gcs_emulator import gcs_endpoint, gcs_store  # noqa: F401
+from tests.publishing import DAY, Harness, expected_rows
+
+ROWS = [{"day": "2026-11-01", "country": f"C{i:03d}", "n": 5000 + i * 7, "note": None if i % 5 else "a, \"b\"\nc"}
+        for i in range(300)]
+
+
+def _json_array_duckdb_style(rows) -> str:
+    # DuckDB's COPY ... (FORMAT json, ARRAY true): tab-indented rows.
+    return "[\n" + ",\n".join("\t" + json.dumps(r, separators=(",", ":")) for r in rows) + "\n]\n"
+
+
+def _json_array_bigquery_style(rows) -> str:
+    # The BigQuery warehouse's streaming writer: one row per line, no indentation.
+    return "[" + "".join(("\n" if i == 0 else ",\n") + json.dumps(r) for i, r in enumerate(rows)) + "\n]\n"
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("style", [_json_array_duckdb_style, _json_array_bigquery_style])
+def test_json_parts_are_arrays_under_the_limit_in_order(tmp_path, style):
+    source = tmp_path / "whole.json"
+    source.write_text(style(ROWS), encoding="utf-8")
+
+    parts = split(source, "json", 2048, tmp_path / "out")
+
+    assert len(parts) > 5
+    assert [p.name for p in parts] == [f"{i:012d}.json" for i in range(len(parts))]
+    rows = []
+    for part in parts:
+        data = part.path.read_bytes()
+        assert len(data) == part.bytes <= 2048
+        assert data.startswith(b"[\n") and data.endswith(b"\n]\n")
+        chunk = json.loads(data)
+        assert len(chunk) == part.rows
+        rows += chunk
+    assert rows == ROWS
+
+
+def test_json_rows_keep_their_bytes_across_read_chunks(tmp_path, monkeypatch):
+    """Rows that straddle the reader's chunks (numbers included) come out byte for byte."""
+    monkeypatch.setattr(formats, "_READ_CHUNK", 7)
+    rows = [{"a": 123456789, "s": "é✓\"\\"}, 1.5e300, -0, "x", [1, [2, {"b": None}]], {"big": 12345678901234567890}]
+    source = tmp_path / "whole.json"
+    source.write_text("[ " + " ,\n ".join(json.dumps(r, ensure_ascii=False) for r in rows) + " ]", encoding="utf-8")
+
+    parts = split(source, "json", 10_000, tmp_path / "out")
+
+    assert len(parts) == 1
+    text = parts[0].path.read_text(encoding="utf-8")
+    assert text == "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n"
+
+
+def test_a_row_larger_than_the_limit_gets_a_part_of_its_own(tmp_path):
+    rows = [{"i": 1}, {"i": 2, "pad": "x" * 500}, {"i": 3}]
+    source = tmp_path / "whole.json"
+    source.write_text(json.dumps(rows))
+
+    parts = split(source, "json", 100, tmp_path / "out")
+
+    assert [json.loads(p.path.read_bytes()) for p in parts] == [[rows[0]], [rows[1]], [rows[2]]]
+
+
+def test_empty_exports_still_give_one_file(tmp_path):
+    (tmp_path / "e.json").write_text("[]\n")
+    (tmp_path / "e.csv").write_text("a,b\n")
+    pq.write_table(pa.table({"a": pa.array([], pa.int64())}), tmp_path / "e.parquet")
+
+    json_parts = split(tmp_path / "e.json", "json", 1024, tmp_path / "j")
+    csv_parts = split(tmp_path / "e.csv", "csv", 1024, tmp_path / "c")
+    parquet_parts = split(tmp_path / "e.parquet", "parquet", 1024, tmp_path / "p")
+
+    assert [(p.name, p.rows, p.path.read_bytes()) for p in json_parts] == [("000000000000.json", 0, b"[]\n")]
+    assert [(p.name, p.rows, p.path.read_bytes()) for p in csv_parts] == [("000000000000.csv", 0, b"a,b\n")]
+    assert [(p.name, p.rows) for p in parquet_parts] == [("000000000000.parquet", 0)]
+    assert pq.read_table(parquet_parts[0].path).column_names == ["a"]
+
+
+def test_broken_exports_are_refused(tmp_path):
+    (tmp_path / "obj.json").write_text('{"a": 1}')
+    (tmp_path / "cut.json").write_text('[{"a": 1}, {"a": ')
+    (tmp_path / "cut.csv").write_text('a,b\n1,"open\n')
+    with pytest.raises(FormatError, match="not an array"):
+        split(tmp_path / "obj.json", "json", 1024, tmp_path / "o1")
+    with pytest.raises(FormatError):
+        split(tmp_path / "cut.json", "json", 1024, tmp_path / "o2")
+    with pytest.raises(FormatError, match="inside a quoted field"):
+        split(tmp_path / "cut.csv", "csv", 1024, tmp_path / "o3")
+
+
+def test_csv_parts_repeat_the_header_and_keep_quoted_newlines(tmp_path):
+    source = tmp_path / "whole.csv"
+    with open(source, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(list(ROWS[0]))
+        for r in ROWS:
+            writer.writerow(["" if v is None else v for v in r.values()])
+
+    parts = split(source, "csv", 1500, tmp_path / "out")
+
+    assert len(parts) > 3
+    rows = []
+    for part in parts:
+        data = part.path.read_bytes()
+        assert len(data) == part.bytes <= 1500
+        records = list(csv.reader(io.StringIO(data.decode())))
+        assert records[0] == list(ROWS[0])
+        assert len(records) - 1 == part.rows
+        rows += records[1:]
+    assert rows == [["" if v is None else str(v) for v in r.values()] for r in ROWS]
+    assert any("\n" in cell for row in rows for cell in row)
+
+
+def test_parquet_parts_stay_under_the_limit_in_order(tmp_path):
+    table = pa.table({"i": list(range(20_000)), "s": [f"row-{i}-" + "x" * (i % 37) for i in range(20_000)]})
+    source = tmp_path / "whole.parquet"
+    pq.write_table(table, source, compression="zstd")
+
+    parts = split(source, "parquet", 40_000, tmp_path / "out")
+
+    assert len(parts) > 2
+    assert all(p.path.stat().st_size == p.bytes <= 40_000 for p in parts)
+    assert pa.concat_tables([pq.read_table(p.path) for p in parts]).equals(table)
+    assert sum(p.rows for p in parts) == 20_000
+    again = split(source, "parquet", 40_000, tmp_path / "again")
+    assert [_sha(p.path) for p in again] == [_sha(p.path) for p in parts]
+
+
+def test_published_formats_are_split_ordered_and_byte_identical_on_rerun(tmp_path):
+    store = LocalStore(tmp_path / "public")
+    harness = Harness(tmp_path, store)
+    decl = harness.declare("ds.all_formats_v1", formats=("json", "csv", "parquet"), max_file_bytes=1024)
+
+    first = harness.publish(decl, marker=1, n=60)
+    by_format = {fmt: [f for f in first["files"] if f["format"] == fmt] for fmt in ("json", "csv", "parquet")}
+    assert len(by_format["json"]) > 2 and len(by_format["csv"]) > 1 and len(by_format["parquet"]) >= 1
+    for fmt, files in by_format.items():
+        assert [f["name"] for f in files] == [f"{i:012d}.{fmt}" for i in range(len(files))]
+        for f in files:
+            data = store.read(harness.key(f["url"])).data
+            assert len(data) == f["bytes"] and hashlib.sha256(data).hexdigest() == f["sha256"]
+            assert f["bytes"] <= 1024 or fmt == "parquet"
+
+    rows = [r for f in by_format["json"] for r in json.loads(store.read(harness.key(f["url"])).data)]
+    assert rows == expected_rows(1, 60)
+    csv_rows = [r for f in by_format["csv"] for r in list(csv.DictReader(io.StringIO(store.read(harness.key(f["url"])).data.decode())))]
+    assert [r["country"] for r in csv_rows] == [r["country"] for r in rows]
+    parquet = pa.concat_tables([pq.read_table(io.BytesIO(store.read(harness.key(f["url"])).data)) for f in by_format["parquet"]])
+    assert parquet.column("country").to_pylist() == [r["country"] for r in rows]
+
+    listing = harness.listing(decl)
+    assert listing == {DAY.isoformat(): [f["url"] for f in by_format["json"]]}  # Mozilla's {date: [urls]}
+
+    second = harness.publish(decl, marker=1, n=60, run_key="another-run")
+    assert second["files"] == first["files"]  # same bytes, same checksums, same URLs
+    assert harness.listing(decl) == listing
+
+
+@pytest.mark.gcs
+def test_on_gcs_json_and_csv_are_gzip_encoded_and_parquet_is_not(tmp_path, gcs_store, gcs_endpoint):
+    harness = Harness(tmp_path, gcs_store, base_url=f"{gcs_endpoint}/{gcs_store.bucket_name}/")
+    decl = harness.declare("ds.gcs_formats_v1", formats=("json", "csv", "parquet"), max_file_bytes=2048)
+
+    result = harness.publish(decl, marker=3, n=40)
+
+    rows = []
+    for f in result["files"]:
+        key = harness.key(f["url"])
+        blob = gcs_store._bucket().get_blob(key)
+        assert blob.content_encoding == ("gzip" if f["format"] in ("json", "csv") else None), key
+        assert blob.content_type == formats.CONTENT_TYPES[f["format"]]
+        response = requests.get(f["url"], timeout=10, stream=True)  # the public, path-style URL
+        assert response.status_code == 200
+        raw = response.raw.read(decode_content=False)
+        body = gzip.decompress(raw) if f["format"] != "parquet" else raw
+        assert hashlib.sha256(body).hexdigest() == f["sha256"] and len(body) == f["bytes"]
+        if f["format"] == "json":
+            rows += json.loads(body)
+    assert rows == expected_rows(3, 40)
