@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -113,7 +114,8 @@ def test_published_dataset_reads_back_like_a_consumer(env, server):
     assert list(listing) == [DATE]
     rows = []
     for url in listing[DATE]:
-        assert f"/files/{DATE}/000000000000.json" in url
+        # files/<date>/<version>/000000000000.json: each version in a folder of its own (README, "Public layout")
+        assert re.search(rf"/files/{DATE}/[0-9a-f]{{16}}/000000000000\.json$", url), url
         rows += requests.get(url, timeout=10).json()
     assert rows and all(r["client_count"] >= 5000 for r in rows)
     assert any(r["country"] == "Other" or r["locale"] == "Other" for r in rows)
@@ -142,13 +144,14 @@ def test_published_dataset_reads_back_like_a_consumer(env, server):
 
 def test_rerun_same_date_is_safe_and_identical(env, published):
     public = Path(env["PUBDATA_HOME"]) / "public"
-    data = public / "api/v1/tables/telemetry_public/page_loads_by_country/v1/files" / DATE / "000000000000.json"
-    before = data.read_bytes()
+    files = public / "api/v1/tables/telemetry_public/page_loads_by_country/v1/files"
+    before = {p: p.read_bytes() for p in files.rglob("*.json")}
+    listing_before = json.loads((files / ".object").read_text())
     proc = pubdata_cli("run", EXAMPLE, "--date", DATE, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert data.read_bytes() == before
-    listing = json.loads((public / "api/v1/tables/telemetry_public/page_loads_by_country/v1/files/.object").read_text())
-    assert list(listing) == [DATE]
+    assert {p: p.read_bytes() for p in files.rglob("*.json")} == before  # same files, same bytes, nothing stale
+    listing = json.loads((files / ".object").read_text())
+    assert listing == listing_before and list(listing) == [DATE]
     assert not [p for p in public.rglob("*") if "_staging" in p.parts and p.is_file()]
 
 

@@ -1,0 +1,145 @@
+"""What every declared dataset must satisfy, with no per-dataset code: adding a declaration adds
+its cases here. The DAG folder is parsed once, in one subprocess (as the dag processor would);
+queries run on the embedded DuckDB engine directly, never through an Airflow run.
+
+A declaration the policy does not let publish (the repository keeps one as the example of a
+refusal) must fail `pubdata check` on the policy alone, with a fix, and get no DAG but a line in
+the errors DAG; everything else about it is held to the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from pubdata import checks, policy
+from pubdata.dag_factory import ERRORS_DAG_ID
+from pubdata.declaration import load_all
+from pubdata.synthetic import DEFAULT_END
+from pubdata.tasks import query_params
+from pubdata.warehouses.duckdb import DuckDBWarehouse, transpile
+from tests.conftest import REPO
+
+CATALOG = load_all(REPO)
+DECLS = sorted(CATALOG.declarations.values(), key=lambda d: d.id)
+IDS = [d.id for d in DECLS]
+PUBLISHABLE = [d for d in DECLS if policy.verdict(d.spec).allows_publish]
+PUBLISHABLE_IDS = [d.id for d in PUBLISHABLE]
+TASKS = {"stage": [], "validate": ["stage"], "export": ["stage", "validate"], "publish": ["export", "stage"]}
+
+
+def test_every_declaration_loads():
+    assert DECLS, "no declarations under metadata/"
+    assert [str(e) for e in CATALOG.errors] == []
+
+
+@pytest.mark.parametrize("decl", DECLS, ids=IDS)
+def test_passes_check(decl):
+    problems = checks.check_declaration(decl, REPO)
+    if decl in PUBLISHABLE:
+        assert not problems, "\n".join(f"{p.file}: {p.rule}: {p.message} (fix: {p.fix})" for p in problems)
+    else:
+        assert [p.rule.split(":")[0] for p in problems] == ["policy"], problems
+        assert problems[0].fix, "a refusal must say what to change"
+
+
+@pytest.mark.parametrize("decl", DECLS, ids=IDS)
+def test_query_parses_as_bigquery_sql_and_transpiles(decl):
+    tree = sqlglot.parse_one(decl.query, read="bigquery")
+    assert isinstance(tree, exp.Query)
+    duck = sqlglot.parse_one(transpile(decl.query), read="duckdb")
+    assert [s.alias_or_name for s in duck.selects] == decl.spec.policy.columns
+
+
+@pytest.mark.parametrize("decl", DECLS, ids=IDS)
+def test_query_runs_on_duckdb_and_keeps_the_minimum_bucket(decl, source_warehouse, tmp_path):
+    """On the synthetic warehouse (the test scale): rows come out, in the declared columns, none below the minimum."""
+    day = DEFAULT_END
+    partition = day if decl.spec.incremental else None
+    warehouse = DuckDBWarehouse(source_warehouse, tmp_path)
+    staged = warehouse.stage(decl.id, decl.query, query_params(decl, day), partition, partition_field=decl.spec.partition_field)
+    assert [c.name for c in warehouse.columns(staged)] == decl.spec.policy.columns
+    assert warehouse.scalar(staged, "SELECT count(*) FROM {table}") > 0, "no rows at the test scale: rethink the grouping"
+    p = decl.spec.policy
+    if p.bucket_column:
+        small = warehouse.scalar(staged, f'SELECT count(*) FROM {{table}} WHERE "{p.bucket_column}" < {p.min_bucket_size}')
+        assert small == 0
+
+
+@pytest.mark.parametrize("decl", PUBLISHABLE, ids=PUBLISHABLE_IDS)
+def test_has_a_sql_test_case(decl):
+    cases = REPO / "tests" / "sql" / decl.dataset / f"{decl.table}_v{decl.version}"
+    assert list(cases.glob("*/expect.*")), f"add a SQL test case under {cases.relative_to(REPO)}/<case>/ (see tests/test_sql_cases.py)"
+
+
+_DAGBAG = textwrap.dedent("""
+    import json, os, sys
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    heavy = sorted(m for m in sys.modules if m.startswith(("great_expectations", "google.cloud", "duckdb")))
+    dags = {}
+    for dag_id, dag in bag.dags.items():
+        dags[dag_id] = {
+            "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+            "owner": dag.default_args.get("owner"),
+            "schedule": getattr(dag.timetable, "_expression", None),
+            "start_date": dag.start_date.date().isoformat() if dag.start_date else None,
+            "tags": sorted(dag.tags),
+            "doc_md": dag.doc_md or "",
+            "max_active_runs": dag.max_active_runs,
+            "catchup": dag.catchup,
+        }
+    print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "heavy": heavy, "dags": dags}))
+    sys.stdout.flush()
+    os._exit(0)
+""")
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory):
+    """The DAG folder as the dag processor parses it, summarised as JSON by one subprocess."""
+    from pubdata.config import settings
+    from pubdata.runner import airflow_env
+
+    home = tmp_path_factory.mktemp("dagbag")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PUBDATA_PROJECT", str(REPO))
+        mp.setenv("PUBDATA_HOME", str(home))
+        mp.setenv("PUBDATA_AIRFLOW_HOME", str(home / "airflow"))
+        env = airflow_env(settings())
+    proc = subprocess.run([sys.executable, "-c", _DAGBAG], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_dag_folder_imports_without_errors_or_heavy_modules(dagbag):
+    assert dagbag["errors"] == {}
+    assert dagbag["heavy"] == [], "parsing the DAG folder imported heavy modules"
+    expected = [d.dag_id for d in PUBLISHABLE] + ([ERRORS_DAG_ID] if len(PUBLISHABLE) < len(DECLS) else [])
+    assert sorted(dagbag["dags"]) == sorted(expected), "one DAG per publishable declaration, the errors DAG for the others"
+    for decl in DECLS:
+        if decl not in PUBLISHABLE:
+            assert str(decl.metadata_path.relative_to(REPO)) in dagbag["dags"][ERRORS_DAG_ID]["doc_md"]
+
+
+@pytest.mark.parametrize("decl", PUBLISHABLE, ids=PUBLISHABLE_IDS)
+def test_dag_matches_its_declaration(decl, dagbag):
+    dag = dagbag["dags"][decl.dag_id]
+    spec = decl.spec
+    assert dag["upstream"] == TASKS
+    assert dag["schedule"] == spec.schedule
+    assert dag["start_date"] == spec.start_date.isoformat()
+    assert dag["owner"] == ",".join(spec.owners)
+    assert {"pubdata", decl.dataset, f"level-{spec.policy.aggregation_level}"} <= set(dag["tags"])
+    assert dag["max_active_runs"] == 1 and dag["catchup"] is False
+    doc = dag["doc_md"]
+    assert spec.friendly_name in doc and spec.description in doc
+    assert all(str(bug) in doc for bug in spec.review.bugs)
+    assert all(owner in doc for owner in spec.owners)
+

@@ -1,0 +1,84 @@
+"""Live task progress of `pubdata run` (read from the `airflow dags test` log as it is written) and
+`pubdata airflow` (airflow standalone on the embedded stack's environment)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from pubdata import cli
+from pubdata.runner import TaskLogFollower
+
+DAG = "publish_telemetry_public__page_loads_by_country_v1"
+
+
+def _lines(task: str, ti: str, state: str | None) -> list[str]:
+    """The lines `airflow dags test` logs for one task (Airflow 3.3), with unrelated noise between."""
+    lines = [
+        f"2026-11-23T09:21:21.340975Z [info     ] [DAG TEST] starting task_id={task} map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1501",
+        f"2026-11-23T09:21:21.341653Z [info     ] [DAG TEST] running task <TaskInstance: {DAG}.{task} manual__2026-11-23T09:21:21.111133+00:00 "
+        f"[TaskInstanceState.SCHEDULED] ti_id={ti}> [airflow.sdk.definitions.dag] loc=dag.py:1504",
+        f"2026-11-23T09:21:29.232784Z [info     ] Task started [airflow.api_fastapi.execution_api.routes.task_instances] previous_state=queued ti_id={ti}",
+        "2026-11-23T09:21:30.551560Z [info     ] Pushing xcom                   [task] loc=task_runner.py:2280",
+    ]
+    if state:
+        lines.append(f"2026-11-23T09:21:30.598337Z [info     ] Task instance state updated    [airflow.api_fastapi.execution_api.routes."
+                     f"task_instances] correlation_id=01a2 loc=task_instances.py:485 new_state={state} rows_affected=1 ti_id={ti}")
+    lines.append(f"2026-11-23T09:21:30.620654Z [info     ] [DAG TEST] end task task_id={task} map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1563")
+    return lines
+
+
+def _events(lines: list[str]) -> list[tuple[str, str]]:
+    follower = TaskLogFollower()
+    return [(e.task_id, e.state) for e in map(follower.feed, lines) if e is not None]
+
+
+def test_follower_reports_each_task_start_and_outcome():
+    lines = (_lines("stage", "01a207b5-bf48-7170-b0d9-031f7a59e3e8", "success")
+             + _lines("validate", "01a207b5-bf49-7fda-8094-9c437ffe79c9", "failed"))
+    assert _events(lines) == [("stage", "running"), ("stage", "success"), ("validate", "running"), ("validate", "failed")]
+
+
+def test_task_that_ends_without_a_state_failed_and_a_retry_is_a_new_start():
+    lines = (_lines("stage", "01a207b5-0000-7170-b0d9-031f7a59e3e8", None)
+             + _lines("stage", "01a207b5-0000-7170-b0d9-031f7a59e3e8", "up_for_retry")
+             + _lines("stage", "01a207b5-0000-7170-b0d9-031f7a59e3e8", "success"))
+    assert _events(lines) == [("stage", "running"), ("stage", "failed"), ("stage", "running"), ("stage", "up_for_retry"),
+                              ("stage", "running"), ("stage", "success")]
+
+
+def test_state_of_another_task_instance_is_not_taken():
+    lines = _lines("export", "01a207b5-aaaa-7170-b0d9-031f7a59e3e8", None)
+    lines.insert(-1, "2026-11-23T09:21:30Z [info     ] Task instance state updated    new_state=success ti_id=99999999-aaaa-7170-b0d9-031f7a59e3e8")
+    assert _events(lines) == [("export", "running"), ("export", "failed")]
+
+
+def test_airflow_command_execs_standalone_on_the_embedded_stack(project, monkeypatch):
+    calls = []
+
+    def fake_exec(binary, argv, env):
+        calls.append((binary, argv, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execvpe", fake_exec)
+    result = CliRunner().invoke(cli.app, ["airflow", "--port", "8793"])
+    assert result.exit_code == 0, result.output
+    (binary, argv, env), = calls
+    assert argv[1:] == ["standalone"] and binary.endswith("airflow")
+    home = os.environ["PUBDATA_AIRFLOW_HOME"]
+    assert env["AIRFLOW_HOME"] == home
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(project / "dags")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home}/airflow.db"
+    assert env["PUBDATA_PROJECT"] == str(project) and env["PUBDATA_WAREHOUSE"] == os.environ["PUBDATA_WAREHOUSE"]
+    assert (env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]) == ("127.0.0.1", "8793")
+    assert "http://127.0.0.1:8793/" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command, says", [("new", "Scaffold a dataset"), ("catalog", "Atom feed"),
+                                            ("airflow", "airflow standalone"), ("run", "through Airflow")])
+def test_help_says_what_each_command_does(command, says):
+    result = CliRunner().invoke(cli.app, [command, "--help"])
+    assert result.exit_code == 0
+    assert says in " ".join(result.output.split())
