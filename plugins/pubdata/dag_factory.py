@@ -12,6 +12,7 @@ task) so on-call sees them in the Airflow UI instead of a dataset silently missi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 from pathlib import Path
@@ -25,13 +26,22 @@ ERRORS_DAG_ID = "pubdata_declaration_errors"
 
 
 def _partition(context: dict[str, Any]) -> dt.date:
-    """The day a run publishes: the `submission_date` param if given, else the logical date."""
-    override = (context.get("params") or {}).get("submission_date")
+    """The day a run publishes: `submission_date` from the run's config if given, else the logical date.
+
+    A run-config key, not a DAG Param: a Param costs about 1 ms per DAG at every parse (schema
+    check, a copy per task), half the parse budget at 1,000 datasets (bench/RESULTS.md).
+    """
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    override = conf.get("submission_date") or (context.get("params") or {}).get("submission_date")
     if override:
-        return dt.date.fromisoformat(str(override))
+        try:
+            return dt.date.fromisoformat(str(override))
+        except ValueError:
+            raise ValueError(f"submission_date {override!r} in the run's config is not a date: use YYYY-MM-DD") from None
     logical = context.get("logical_date") or context.get("data_interval_start")
     if logical is None:
-        raise ValueError("this run has no logical date: trigger it with a logical date or the submission_date param")
+        raise ValueError('this run has no logical date: trigger it with a logical date or with the config '
+                         '{"submission_date": "YYYY-MM-DD"}')
     return logical.date()
 
 
@@ -48,16 +58,72 @@ def _doc(decl: Declaration, verdict) -> str:
         f"**policy verdict** {verdict.status}\n\n"
         f"**Owners** {', '.join(spec.owners)}\n\n**Review bugs**\n{bugs}\n\n"
         f"**Query** `sql/{decl.dataset}/{decl.table}_v{decl.version}.sql` (sha256 `{decl.query_sha256[:12]}`)\n\n"
-        f"Reproduce locally: `pubdata run {decl.id} --date YYYY-MM-DD`"
+        f"Reproduce locally: `pubdata run {decl.id} --date YYYY-MM-DD`; publish another day from the UI: "
+        'trigger with the config `{"submission_date": "YYYY-MM-DD"}`'
     )
 
 
-def build_dag(decl: Declaration):
-    from airflow.sdk import DAG, Param, task
+# The task callables live at module level and run as plain PythonOperators: a TaskFlow @task
+# defined inside build_dag costs about five times as much to construct (decorator and signature
+# work per task), and the dag processor rebuilds every DAG on every parse (bench/RESULTS.md).
+
+
+def _stage(dataset_id: str, **context):
+    from pubdata import tasks
+
+    return tasks.stage(dataset_id, _partition(context), _run_id(context))
+
+
+def _validate(dataset_id: str, staged, **context):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pubdata import tasks
+    from pubdata.validation import DataValidationFailed
+
+    try:
+        return tasks.validate(dataset_id, staged)
+    except (DataValidationFailed, tasks.PolicyRefused) as exc:
+        # The data broke a rule: retrying cannot help; the staged table stays as quarantine.
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _export(dataset_id: str, staged, validation, **context):
+    from pubdata import tasks
+
+    return tasks.export(dataset_id, staged, _run_id(context))
+
+
+def _publish(dataset_id: str, staged, exported, **context):
+    from pubdata import tasks
+
+    return tasks.publish(dataset_id, staged, exported)
+
+
+def _alert_on_failure(dataset_id: str, context):
+    """A task failed for good (retries exhausted, or a data failure): alert on-call once."""
+    from pubdata import alerts
+
+    try:
+        day = _partition(context).isoformat()
+    except ValueError:
+        day = "unknown date"
+    alerts.on_task_failure(dataset_id, day, context)
+
+
+@functools.lru_cache(maxsize=None)
+def _timetable(expression: str):
+    """One timetable per cron expression: building one parses and describes the cron each time."""
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+    return CronDataIntervalTimetable(expression, timezone="UTC")
+
+
+def build_dag(decl: Declaration, verdict: policy.Verdict | None = None):
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+
     spec = decl.spec
-    verdict = policy.verdict(spec)
+    verdict = verdict or policy.verdict(spec)
     dataset_id = decl.id
     retries = int(os.environ.get("PUBDATA_TASK_RETRIES", "2"))
     default_args = {
@@ -66,8 +132,9 @@ def build_dag(decl: Declaration):
         "retry_delay": dt.timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=30),
+        "on_failure_callback": functools.partial(_alert_on_failure, dataset_id),
     }
-    schedule = CronDataIntervalTimetable(spec.schedule, timezone="UTC") if spec.schedule else None
+    schedule = _timetable(spec.schedule) if spec.schedule else None
     start = dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.timezone.utc)
 
     with DAG(
@@ -81,42 +148,13 @@ def build_dag(decl: Declaration):
         description=spec.friendly_name[:200],
         tags=["pubdata", decl.dataset, f"level-{spec.policy.aggregation_level}"],
         owner_links={o: f"mailto:{o}" for o in spec.owners},
-        params={"submission_date": Param(None, type=["null", "string"], format="date",
-                                         description="Publish this day instead of the logical date")},
     ) as dag:
-
-        @task(task_id="stage")
-        def stage(**context):
-            from pubdata import tasks
-            return tasks.stage(dataset_id, _partition(context), _run_id(context))
-
-        @task(task_id="validate")
-        def validate(staged, **context):
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from pubdata import tasks
-            from pubdata.validation import DataValidationFailed
-
-            try:
-                return tasks.validate(dataset_id, staged)
-            except (DataValidationFailed, tasks.PolicyRefused) as exc:
-                # The data broke a rule: retrying cannot help; the staged table stays as quarantine.
-                raise AirflowFailException(str(exc)) from exc
-
-        @task(task_id="export")
-        def export(staged, validation, **context):
-            from pubdata import tasks
-            return tasks.export(dataset_id, staged, _run_id(context))
-
-        @task(task_id="publish")
-        def publish(staged, exported, **context):
-            from pubdata import tasks
-            return tasks.publish(dataset_id, staged, exported)
-
-        staged = stage()
-        validated = validate(staged)
-        exported = export(staged, validated)
-        publish(staged, exported)
+        # XComArgs in op_args pass each result on and set the dependencies, as TaskFlow would.
+        stage = PythonOperator(task_id="stage", python_callable=_stage, op_args=[dataset_id])
+        validate = PythonOperator(task_id="validate", python_callable=_validate, op_args=[dataset_id, stage.output])
+        export = PythonOperator(task_id="export", python_callable=_export,
+                                op_args=[dataset_id, stage.output, validate.output])
+        PythonOperator(task_id="publish", python_callable=_publish, op_args=[dataset_id, stage.output, export.output])
     return dag
 
 
@@ -144,9 +182,12 @@ def _errors_dag(problems: list[str]):
 def build_dags(project: Path | None = None) -> dict[str, Any]:
     """All DAGs for the project's declarations, keyed by dag_id, plus the errors DAG if needed."""
     from pubdata.config import settings
+    from pubdata.spec_cache import FILE_NAME, SpecCache
 
-    project = project or settings().project
-    catalog = load_all(project)
+    cfg = settings()
+    project = project or cfg.project
+    # Every parse loads every declaration; unchanged files come from the cache (spec_cache).
+    catalog = load_all(project, SpecCache(cfg.internal_dir / "cache" / FILE_NAME))
     dags: dict[str, Any] = {}
     problems = [str(e) for e in catalog.errors]
     for decl in catalog.declarations.values():
@@ -155,7 +196,7 @@ def build_dags(project: Path | None = None) -> dict[str, Any]:
             problems.append(f"{decl.metadata_path.relative_to(project)}: policy verdict {verdict.status}: "
                             f"{'; '.join(verdict.reasons)}. Fix: {verdict.fix}")
             continue
-        dags[decl.dag_id] = build_dag(decl)
+        dags[decl.dag_id] = build_dag(decl, verdict)
     for p in problems:
         log.warning("pubdata: %s", p)
     if problems:
