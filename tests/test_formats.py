@@ -198,3 +198,31 @@ def test_on_gcs_json_and_csv_are_gzip_encoded_and_parquet_is_not(tmp_path, gcs_s
         if f["format"] == "json":
             rows += json.loads(body)
     assert rows == expected_rows(3, 40)
+
+
+@pytest.mark.parametrize("style", [_json_array_duckdb_style, _json_array_bigquery_style])
+def test_row_per_line_exports_split_like_the_decoder_would(tmp_path, style, monkeypatch):
+    """The line-cutting path and the decoder give the same parts, byte for byte."""
+    source = tmp_path / "whole.json"
+    source.write_text(style(ROWS), encoding="utf-8")
+    fast = split(source, "json", 4096, tmp_path / "fast")
+    monkeypatch.setattr(formats, "_json_lines", formats._json_decoded)
+    slow = split(source, "json", 4096, tmp_path / "slow")
+    assert [(p.name, p.rows, p.path.read_bytes()) for p in fast] == [(p.name, p.rows, p.path.read_bytes()) for p in slow]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[\n\t{"a":1},\n\t{"a":2},\n', "ends before its closing"),
+    ('[\n\t{"a":1},\n\t{"a":\n2}\n]\n', "line 3"),
+    ('[\n\t{"a":1}\n]\n{"b":2}\n', "goes on after"),
+])
+def test_a_broken_row_per_line_export_is_refused(tmp_path, text, words):
+    (tmp_path / "bad.json").write_text(text)
+    with pytest.raises(FormatError, match=words):
+        split(tmp_path / "bad.json", "json", 1024, tmp_path / "out")
+
+
+def test_an_empty_row_per_line_export_gives_an_empty_array(tmp_path):
+    (tmp_path / "e.json").write_text("[\n]\n")
+    parts = split(tmp_path / "e.json", "json", 1024, tmp_path / "out")
+    assert [(p.rows, p.path.read_bytes()) for p in parts] == [(0, b"[]\n")]

@@ -99,3 +99,31 @@ def test_columns_and_drop(wh):
     assert wh.exists(staged)
     wh.drop(staged)
     assert not wh.exists(staged)
+
+
+def test_export_sorts_out_of_core_under_the_memory_cap(wh, tmp_path, monkeypatch):
+    """A sort several times larger than PUBDATA_EXPORT_MEMORY_LIMIT spills and gives the same bytes."""
+    query = "SELECT TO_HEX(MD5(CAST(x AS STRING))) AS k, MOD(x, 7) AS m FROM UNNEST(GENERATE_ARRAY(1, 3000000)) AS x"
+    staged = wh.stage(DS, query, {}, None)
+    monkeypatch.setenv("PUBDATA_EXPORT_MEMORY_LIMIT", "4GB")
+    roomy = wh.export(staged, tmp_path / "roomy.csv", ["m", "k"], "csv")
+    monkeypatch.setenv("PUBDATA_EXPORT_MEMORY_LIMIT", "64MB")  # the keys alone are about 100 MB
+    capped = wh.export(staged, tmp_path / "capped.csv", ["m", "k"], "csv")
+    assert roomy == capped == 3_000_000
+    assert (tmp_path / "roomy.csv").read_bytes() == (tmp_path / "capped.csv").read_bytes()
+    assert not [p for p in (wh.staging_dir / ".spill").rglob("*") if p.is_file()], "spill files are removed"
+
+
+def test_running_out_of_the_cap_says_which_setting_to_raise(wh, tmp_path, monkeypatch):
+    query = "SELECT TO_HEX(MD5(CAST(x AS STRING))) AS k FROM UNNEST(GENERATE_ARRAY(1, 300000)) AS x"
+    staged = wh.stage(DS, query, {}, None)
+    monkeypatch.setenv("PUBDATA_EXPORT_MEMORY_LIMIT", "1MB")
+    with pytest.raises(WarehouseError, match=r"ran out of the 1MB .*PUBDATA_EXPORT_MEMORY_LIMIT=1GB"):
+        wh.export(staged, tmp_path / "x.csv", ["k"], "csv")
+
+
+def test_a_bad_memory_cap_is_named(wh, monkeypatch, tmp_path):
+    staged = wh.stage(DS, "SELECT 1 AS a", {}, None)
+    monkeypatch.setenv("PUBDATA_EXPORT_MEMORY_LIMIT", "lots")
+    with pytest.raises(WarehouseError, match="PUBDATA_EXPORT_MEMORY_LIMIT='lots'.*256MB"):
+        wh.export(staged, tmp_path / "x.json", ["a"], "json")

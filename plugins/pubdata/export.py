@@ -110,7 +110,10 @@ def _extract_and_sort(decl: Declaration, warehouse, staged: StagedTable, store: 
     out = {}
     con = duckdb.connect()
     try:
+        from pubdata.warehouses.duckdb import export_memory_limit
+
         con.execute(f"SET temp_directory = {_sql_str(work / 'spill')}")
+        con.execute(f"SET memory_limit = {_sql_str(export_memory_limit())}")  # sort out of core, as on DuckDB
         for fmt in decl.spec.export.formats:
             out[fmt] = work / f"whole.{fmt}"
             try:

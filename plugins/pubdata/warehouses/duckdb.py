@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -24,6 +26,17 @@ from sqlglot import exp
 from pubdata.warehouses.base import Column, QueryError, StagedTable, Warehouse, WarehouseError
 
 SOURCE_ALIAS = "source"
+EXPORT_MEMORY_ENV = "PUBDATA_EXPORT_MEMORY_LIMIT"
+DEFAULT_EXPORT_MEMORY = "256MB"
+_MEMORY_RE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+def export_memory_limit() -> str:
+    """How much memory DuckDB may use to sort a staged table for export (beyond it, it spills)."""
+    value = os.environ.get(EXPORT_MEMORY_ENV) or DEFAULT_EXPORT_MEMORY
+    if not _MEMORY_RE.match(value):
+        raise WarehouseError(f"{EXPORT_MEMORY_ENV}={value!r} is not a memory size: use e.g. 256MB or 2GB")
+    return value.strip()
 
 
 def transpile(query: str) -> str:
@@ -195,10 +208,27 @@ class DuckDBWarehouse(Warehouse):
             "parquet": "FORMAT parquet, COMPRESSION zstd",
         }[fmt]
         dest.parent.mkdir(parents=True, exist_ok=True)
+        limit = export_memory_limit()
+        spill = self.staging_dir / ".spill" / staged.dataset_id
+        spill.mkdir(parents=True, exist_ok=True)
         with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:
-            con.execute(
-                f"COPY (SELECT * FROM {self._table(staged)} ORDER BY {columns}) TO '{_sql_str(dest)}' ({options})"
-            )
+            # The ORDER BY is the one step whose memory grows with the data: cap it so DuckDB
+            # sorts out of core (spilling under the staging directory) and export streams.
+            # SET, not a connect option: every connection to this file must share one config.
+            con.execute(f"SET memory_limit = '{_sql_str(limit)}'")
+            con.execute(f"SET temp_directory = '{_sql_str(spill)}'")
+            try:
+                con.execute(
+                    f"COPY (SELECT * FROM {self._table(staged)} ORDER BY {columns}) TO '{_sql_str(dest)}' ({options})"
+                )
+            except duckdb.OutOfMemoryException as exc:
+                raise WarehouseError(
+                    f"exporting {staged.dataset_id} ran out of the {limit} DuckDB may use ({EXPORT_MEMORY_ENV}): "
+                    f"raise it, e.g. {EXPORT_MEMORY_ENV}=1GB. DuckDB said: {str(exc).splitlines()[0]}"
+                ) from exc
+            finally:
+                con.execute("RESET memory_limit")
+                shutil.rmtree(spill, ignore_errors=True)
             return con.execute(f"SELECT count(*) FROM {self._table(staged)}").fetchone()[0]
 
     def drop(self, staged):
