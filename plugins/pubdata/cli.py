@@ -440,7 +440,7 @@ def airflow(port: Annotated[int, typer.Option(help="Port of the Airflow UI on 12
     })
     console.print(f"Starting Airflow (home {cfg.airflow_home}, DAGs from {cfg.dags_dir}); the UI will be at "
                   f"http://127.0.0.1:{port}/ once the banner says it is ready. New DAGs start paused: unpause one, or "
-                  "trigger it with the submission_date param (e.g. 2026-11-01). Ctrl-C stops.")
+                  "trigger it with the config {\"submission_date\": \"2026-11-01\"}. Ctrl-C stops.")
     sys.stdout.flush()
     os.execvpe(binary, [binary, "standalone"], env)
 
