@@ -23,16 +23,11 @@ from bench import child, sources
 
 
 def stage_profile_child(source: str, query: str, params: dict[str, Any], workdir: str) -> dict[str, Any]:
-    import datetime as dt
-
     import duckdb
 
-    from pubdata.warehouses.duckdb import transpile
+    from bench.publish import transpiled
 
-    sql = transpile(query)
-    used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
-    bound = {k: (dt.date.fromisoformat(v) if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) else v)
-             for k, v in params.items() if k in used}
+    sql, bound = transpiled(query, params)
     out = Path(workdir) / "profile.json"
     con = duckdb.connect(str(Path(workdir) / "profile.duckdb"))
     con.execute(f"ATTACH '{source}' AS source (READ_ONLY)")

@@ -46,16 +46,21 @@ def pipeline_child(dataset_id: str, day: str) -> dict[str, Any]:
             "bytes": sum(f["bytes"] for f in exported)}
 
 
-def direct_child(source: str, workdir: str, query: str, params: dict[str, Any], order_by: list[str]) -> dict[str, Any]:
-    started = time.perf_counter()
-    import duckdb
-
+def transpiled(query: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The reviewed query as the DuckDB warehouse runs it, and the parameters it uses, bound."""
     from pubdata.warehouses.duckdb import transpile
 
     sql = transpile(query)
     used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
-    bound = {k: (dt.date.fromisoformat(v) if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) else v)
-             for k, v in params.items() if k in used}
+    return sql, {k: (dt.date.fromisoformat(v) if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) else v)
+                 for k, v in params.items() if k in used}
+
+
+def direct_child(source: str, workdir: str, query: str, params: dict[str, Any], order_by: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    import duckdb
+
+    sql, bound = transpiled(query, params)
     out = Path(workdir) / "direct.json"
     con = duckdb.connect(str(Path(workdir) / "direct.duckdb"))
     con.execute(f"ATTACH '{source}' AS source (READ_ONLY)")

@@ -193,7 +193,8 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
 
 
 @lru_cache(maxsize=1)
-def _environment():
+def html_templates():
+    """The Jinja environment of the public HTML pages (catalog, feed, dataset pages): autoescaped."""
     import jinja2
 
     return jinja2.Environment(
@@ -208,7 +209,7 @@ def _environment():
 
 def render(entries: list[Entry], base_url: str, generated_at: dt.datetime) -> tuple[str, str]:
     """The catalog page and the Atom feed for these entries."""
-    env = _environment()
+    env = html_templates()
     generated_at = generated_at.astimezone(dt.timezone.utc)
     by_update = sorted(entries, key=lambda e: (e.updated_iso, e.id), reverse=True)
     context = {

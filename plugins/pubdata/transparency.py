@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from functools import lru_cache
 from typing import Any
 
 from pubdata import policy
@@ -205,21 +204,9 @@ def landing_page(meta: dict[str, Any], jsonld: dict[str, Any], urls: dict[str, s
         latest_files = (meta.get("partitions") or {}).get(latest, {}).get("files", [])
     else:
         latest_files = meta.get("files") or []
-    return _environment().get_template("dataset.html.j2").render(
+    from pubdata.catalog import html_templates
+
+    return html_templates().get_template("dataset.html.j2").render(
         meta=meta, policy=meta["policy"], urls=urls, jsonld_text=jsonld_text,
         partitions=sorted(meta.get("partitions") or {}), latest_files=latest_files,
-    )
-
-
-@lru_cache(maxsize=1)
-def _environment():
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("pubdata", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
     )
