@@ -67,7 +67,7 @@ def _put(store: LocalStore, key: str, value) -> None:
     store.write(key, json.dumps(value).encode(), content_type="application/json")
 
 
-def _fake_publish(store: LocalStore, table: str, description: str, days: list[str]) -> None:
+def _fake_publish(store: LocalStore, table: str, description: str, days: list[str], generated_at: str | None = None) -> None:
     """What publish leaves in the bucket for one incremental table, reduced to what the catalog reads."""
     index = json.loads(store.read("all-datasets.json").data) if store.exists("all-datasets.json") else {}
     prefix = f"api/v1/tables/telemetry_public/{table}/v1"
@@ -84,6 +84,7 @@ def _fake_publish(store: LocalStore, table: str, description: str, days: list[st
         "policy": {"aggregation_level": 2, "verdict": "publishable"},
         "schema": [{"name": "country", "type": "VARCHAR", "role": "dimension", "description": "ISO code <or> Other"}],
         "files": partitions[days[-1]]["files"], "partitions": partitions,
+        **({"generated_at": generated_at} if generated_at else {}),
     })
     _put(store, "all-datasets.json", index)
 
@@ -112,13 +113,30 @@ def test_catalog_shows_every_table_escaped_with_relative_links(tmp_path):
     announced = {e.findtext(f"{ATOM}title"): e for e in feed.findall(f"{ATOM}entry")}
     assert set(announced) == {"New dataset: Hardware", "Updated: Page Loads"}
     page_loads, hardware = announced["Updated: Page Loads"], announced["New dataset: Hardware"]
-    assert page_loads.findtext(f"{ATOM}published") == "2026-10-31T05:00:00Z"  # first announced with its first day
-    assert hardware.findtext(f"{ATOM}published") == "2026-11-01T05:00:00Z"
+    assert page_loads.findtext(f"{ATOM}published") == "2026-10-31T05:00:00.000000Z"  # first announced with its first day
+    assert hardware.findtext(f"{ATOM}published") == "2026-11-01T05:00:00.000000Z"
     for e in announced.values():
-        assert e.findtext(f"{ATOM}updated") == "2026-11-01T05:00:00Z"
+        assert e.findtext(f"{ATOM}updated") == "2026-11-01T05:00:00.000000Z"
         alternate = [link.get("href") for link in e.findall(f"{ATOM}link") if link.get("rel") == "alternate"]
         assert alternate and alternate[0].startswith(BASE + "#telemetry_public.")
-    assert feed.findtext(f"{ATOM}updated") == "2026-11-01T05:00:00Z"
+    assert feed.findtext(f"{ATOM}updated") == "2026-11-01T05:00:00.000000Z"
+
+
+def test_an_update_within_the_same_second_is_announced_as_an_update(tmp_path):
+    """last_updated has whole seconds; the feed tells publishes apart by generated_at."""
+    store = LocalStore(tmp_path)
+    _fake_publish(store, "page_loads", "Loads", ["2026-11-01"], generated_at="2026-11-01T05:00:00.100000+00:00")
+    first = catalog.refresh(store, BASE)
+    _fake_publish(store, "page_loads", "Loads", ["2026-11-01"], generated_at="2026-11-01T05:00:00.900000+00:00")
+    second = catalog.refresh(store, BASE)
+    assert [e.is_new for e in first] == [True] and [e.is_new for e in second] == [False]
+    entry = ET.fromstring(store.read("feed.xml").data).find(f"{ATOM}entry")
+    assert entry.findtext(f"{ATOM}title") == "Updated: Page Loads"
+    assert entry.findtext(f"{ATOM}published") == "2026-11-01T05:00:00.100000Z"
+    assert entry.findtext(f"{ATOM}updated") == "2026-11-01T05:00:00.900000Z"
+    # Regenerating the feed without a new publish keeps the entry as it was.
+    catalog.refresh(store, BASE)
+    assert ET.fromstring(store.read("feed.xml").data).find(f"{ATOM}entry").findtext(f"{ATOM}title") == "Updated: Page Loads"
 
 
 def test_empty_bucket_gives_an_empty_catalog(tmp_path):

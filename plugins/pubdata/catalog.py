@@ -64,6 +64,7 @@ class Entry:
     partitions: list[tuple[str, list[Download]]] = field(default_factory=list)
     partition_count: int = 0
     first_published: str = ""     # RFC 3339: the update with which the feed first announced it
+    generated_at: str = ""        # metadata.json's generated_at: when this version was published, to the microsecond
 
     @property
     def anchor(self) -> str:
@@ -71,8 +72,10 @@ class Entry:
 
     @property
     def updated_iso(self) -> str:
-        """last_updated ("YYYY-MM-DD HH:MM:SS", UTC) as RFC 3339, which Atom requires."""
-        return _rfc3339(self.last_updated)
+        """When this version was published, as RFC 3339 (Atom). From generated_at, to the
+        microsecond: last_updated has whole seconds, and two publishes within one second must
+        still be two updates (the second is not announced as a new dataset)."""
+        return _rfc3339(self.generated_at or self.last_updated)
 
     @property
     def is_new(self) -> bool:
@@ -83,14 +86,15 @@ class Entry:
 
 def _rfc3339(value: str | None) -> str:
     if not value:
-        return "1970-01-01T00:00:00Z"
+        return "1970-01-01T00:00:00.000000Z"
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return "1970-01-01T00:00:00Z"
+        return "1970-01-01T00:00:00.000000Z"
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Always with microseconds, so the strings sort as the times do.
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _read_json(store: Store, key: str) -> Any:
@@ -187,7 +191,8 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                     downloads=(own if item.get("incremental") and recent else _downloads(meta.get("files") or [], base_url) + own),
                     partitions=[(day, _downloads(p.get("files") or [], base_url)) for day, p in recent],
                     partition_count=len(partitions) if item.get("incremental") else 1,
-                    first_published=previous.get(dataset_id) or _rfc3339(last_updated),
+                    first_published=previous.get(dataset_id) or _rfc3339(meta.get("generated_at") or last_updated),
+                    generated_at=meta.get("generated_at") or "",
                 ))
     return entries
 
