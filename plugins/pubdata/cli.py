@@ -19,7 +19,7 @@ from pubdata.declaration import load_all
 app = typer.Typer(help="Publish reviewed, aggregated telemetry to a public bucket, safely.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 # Piped or under make, rich would wrap every table at 80 columns; COLUMNS still wins when set.
-_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240
 console = Console(width=_WIDTH)
 err = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
 
@@ -148,7 +148,8 @@ def _summary(cfg, outcomes, refused, day) -> None:
 
     table = Table(title=f"pubdata run — {day}")
     for col in ("dataset", "rows", "validation", "files", "review", "where to look"):
-        table.add_column(col, overflow="fold")
+        # ids, links and paths stay whole (copyable); long reasons wrap at word boundaries
+        table.add_column(col, no_wrap=col in ("dataset", "review"), overflow="fold")
     for d, out in outcomes:
         rec = out.record or {}
         validation = (rec.get("validation") or {})
