@@ -8,6 +8,8 @@
 --   3. what is still too small is grouped by country alone, os set to "Other" as well;
 --   4. the rest forms one ("Other", "Other", "Other", "Other") row,
 -- and any "Other" row that still falls short of the minimum is dropped, never published.
+-- Clients whose country is unknown ('??', empty or null) never form a cell of their own: an
+-- unknown is not a country, so they always end in the ("Other", "Other", "Other", "Other") row.
 WITH clients AS (
   SELECT
     client_id,
@@ -26,6 +28,7 @@ WITH clients AS (
 full_cells AS (
   SELECT country, os, locale, channel
   FROM clients
+  WHERE country NOT IN ('', '??')
   GROUP BY country, os, locale, channel
   HAVING COUNT(DISTINCT client_id) >= @min_bucket_size
 ),
@@ -40,7 +43,7 @@ step_full AS (
 os_cells AS (
   SELECT country, os
   FROM step_full
-  WHERE NOT in_full_cell
+  WHERE NOT in_full_cell AND country NOT IN ('', '??')
   GROUP BY country, os
   HAVING COUNT(DISTINCT client_id) >= @min_bucket_size
 ),
@@ -55,7 +58,7 @@ step_os AS (
 country_cells AS (
   SELECT country
   FROM step_os
-  WHERE NOT in_full_cell AND NOT in_os_cell
+  WHERE NOT in_full_cell AND NOT in_os_cell AND country NOT IN ('', '??')
   GROUP BY country
   HAVING COUNT(DISTINCT client_id) >= @min_bucket_size
 ),
