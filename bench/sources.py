@@ -6,7 +6,6 @@ Warehouses are generated once per scale under the work directory and reused whil
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,9 @@ def source_warehouse(work: Path, scale: int, log=print) -> Path:
 
 def copy_project(dest: Path) -> Path:
     """The repository's declarations, queries and DAG file, in a directory a run may scribble in."""
-    for name in ("dags", "metadata", "sql", "expectations", "schema"):
-        if (REPO / name).exists():
-            shutil.copytree(REPO / name, dest / name)
-    (dest / "plugins").mkdir(exist_ok=True)
-    return dest
+    from tests.conftest import copy_project as copy  # the test suite's own copy, one definition
+
+    return copy(dest)
 
 
 def pubdata_env(project: Path, home: Path, warehouse: Path, bucket: str | None = None) -> dict[str, str]:

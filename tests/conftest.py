@@ -54,6 +54,64 @@ def project(tmp_path, monkeypatch, source_warehouse, airflow_home) -> Path:
     return proj
 
 
+EXAMPLE = "telemetry_public.page_loads_by_country_v1"
+# The example's staged shape with every row at or above the minimum bucket.
+GOOD_ROWS = """
+    SELECT * FROM (VALUES
+      (DATE '2026-11-01', 'US', 'Windows_NT', 'en-US', 'release', 120000, 6000),
+      (DATE '2026-11-01', 'DE', 'Windows_NT', 'de', 'release', 90000, 5000),
+      (DATE '2026-11-01', 'Other', 'Other', 'Other', 'Other', 400000, 25000)
+    ) t(submission_date, country, os, locale, normalized_channel, page_loads, client_count)
+"""
+
+
+@pytest.fixture()
+def decl(project):
+    """The example's declaration, as loaded from the test project."""
+    from pubdata.declaration import load_all
+
+    return load_all(project).declarations[EXAMPLE]
+
+
+@pytest.fixture()
+def stage_sql(project):
+    """Stage arbitrary rows as the example dataset's table, the way the stage task leaves them."""
+    import duckdb
+
+    from pubdata.config import settings
+    from pubdata.warehouses import open_warehouse
+    from pubdata.warehouses.base import StagedTable
+
+    wh = open_warehouse(settings().warehouse_url, home=settings().home)
+
+    def make(sql: str) -> tuple:
+        path = wh.staging_file(EXAMPLE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path))
+        con.execute(f"CREATE OR REPLACE TABLE stage_20261101 AS {sql}")
+        con.close()
+        return wh, StagedTable(EXAMPLE, str(path), "stage_20261101", "2026-11-01")
+
+    return make
+
+
+UNGROUPED = "telemetry_public.page_loads_ungrouped_v1"
+
+
+def add_ungrouped_example(project: Path) -> str:
+    """A careless version of the example: no grouping into "Other", so small cells reach staging."""
+    (project / "sql/telemetry_public/page_loads_ungrouped_v1.sql").write_text(
+        "SELECT @submission_date AS submission_date, country, os, locale, normalized_channel,\n"
+        "       SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count\n"
+        "FROM `moz-fx-data-shared-prod.telemetry.clients_daily`\n"
+        "WHERE submission_date = @submission_date\n"
+        "GROUP BY country, os, locale, normalized_channel\n"
+    )
+    meta = (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
+    (project / "metadata/telemetry_public/page_loads_ungrouped_v1.yaml").write_text(meta)
+    return UNGROUPED
+
+
 def pubdata_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the installed `pubdata` command as a user would."""
     exe = Path(sys.executable).with_name("pubdata")

@@ -18,7 +18,7 @@ from unittest import mock
 import pytest
 import requests
 
-from tests.conftest import copy_project, pubdata_cli
+from tests.conftest import add_ungrouped_example, copy_project, pubdata_cli
 
 pytestmark = pytest.mark.airflow
 EXAMPLE = "telemetry_public.page_loads_by_country_v1"
@@ -157,16 +157,7 @@ def test_rerun_same_date_is_safe_and_identical(env, published):
 
 def test_rows_below_minimum_fail_in_validate_and_bucket_is_untouched(env, published):
     proj = Path(env["PUBDATA_PROJECT"])
-    # A careless version of the example: no grouping into "Other", so small cells reach staging.
-    (proj / "sql/telemetry_public/page_loads_ungrouped_v1.sql").write_text(textwrap.dedent("""\
-        SELECT @submission_date AS submission_date, country, os, locale, normalized_channel,
-               SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count
-        FROM `moz-fx-data-shared-prod.telemetry.clients_daily`
-        WHERE submission_date = @submission_date
-        GROUP BY country, os, locale, normalized_channel
-    """))
-    meta = (proj / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
-    (proj / "metadata/telemetry_public/page_loads_ungrouped_v1.yaml").write_text(meta)
+    add_ungrouped_example(proj)  # small cells reach staging
     public = Path(env["PUBDATA_HOME"]) / "public"
     before = _snapshot(public)
     assert before

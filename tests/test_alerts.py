@@ -19,8 +19,8 @@ from pubdata import alerts, records, tasks
 from pubdata.config import settings
 from pubdata.declaration import load_all
 from pubdata.validation import DataValidationFailed, ValidationInfrastructureError
-from tests.conftest import copy_project, pubdata_cli
-from tests.test_validation import EXAMPLE, GOOD_ROWS, decl, stage_sql  # noqa: F401 - fixtures
+from tests.conftest import add_ungrouped_example, copy_project, pubdata_cli
+from tests.conftest import EXAMPLE, GOOD_ROWS
 
 UUID = "123e4567-e89b-12d3-a456-426614174000"
 EMAIL = "leaked.person@example.net"
@@ -293,16 +293,7 @@ def test_infrastructure_error_before_validation_alerts_with_the_exception(projec
 @pytest.mark.airflow
 def test_failed_airflow_run_posts_one_alert(tmp_path, source_warehouse, airflow_home, webhook):
     proj = copy_project(tmp_path / "project")
-    # A careless version of the example: no grouping into "Other", so small cells reach staging.
-    (proj / "sql/telemetry_public/page_loads_ungrouped_v1.sql").write_text(textwrap.dedent("""\
-        SELECT @submission_date AS submission_date, country, os, locale, normalized_channel,
-               SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count
-        FROM `moz-fx-data-shared-prod.telemetry.clients_daily`
-        WHERE submission_date = @submission_date
-        GROUP BY country, os, locale, normalized_channel
-    """))
-    meta = (proj / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
-    (proj / "metadata/telemetry_public/page_loads_ungrouped_v1.yaml").write_text(meta)
+    add_ungrouped_example(proj)  # small cells reach staging
     home = tmp_path / "home"
     env = {"PUBDATA_PROJECT": str(proj), "PUBDATA_HOME": str(home), "PUBDATA_WAREHOUSE": f"duckdb://{source_warehouse}",
            "PUBDATA_BUCKET": f"file://{home / 'public'}", "PUBDATA_AIRFLOW_HOME": str(airflow_home),

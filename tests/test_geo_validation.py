@@ -5,34 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 
-import duckdb
 import pytest
 
 from pubdata import policy
-from pubdata.config import settings
-from pubdata.declaration import Dimension, load_all
+from pubdata.declaration import Dimension
 from pubdata.geo import SAMPLE_SIZE, unexpected_values_query
 from pubdata.validation import policy_expectations, suite_for, validate
-from pubdata.warehouses import open_warehouse
-from pubdata.warehouses.base import StagedTable
 
-EXAMPLE = "telemetry_public.page_loads_by_country_v1"
-ROWS = """
-    SELECT * FROM (VALUES
-      (DATE '2026-11-01', {us}, 'Windows_NT', 'en-US', 'release', 120000, 6000),
-      (DATE '2026-11-01', {de}, 'Windows_NT', 'de', 'release', 90000, 5000),
-      (DATE '2026-11-01', 'Other', 'Other', 'Other', 'Other', 400000, 25000)
-    ) t(submission_date, country, os, locale, normalized_channel, page_loads, client_count)
-"""
+from tests.conftest import GOOD_ROWS
 
 
 def rows(us: str = "'US'", de: str = "'DE'") -> str:
-    return ROWS.format(us=us, de=de)
-
-
-@pytest.fixture()
-def decl(project):
-    return load_all(project).declarations[EXAMPLE]
+    """The good rows with other values in the US and DE cells' country column."""
+    return GOOD_ROWS.replace("'US', 'Windows_NT'", f"{us}, 'Windows_NT'").replace("'DE', 'Windows_NT'", f"{de}, 'Windows_NT'")
 
 
 @pytest.fixture()
@@ -42,22 +27,6 @@ def city_decl(decl):
     dims = [Dimension(name="city", category=1, kind="geo_city") if d.name == "country" else d for d in p.dimensions]
     spec = decl.spec.model_copy(update={"policy": p.model_copy(update={"dimensions": dims})})
     return dataclasses.replace(decl, spec=spec)
-
-
-@pytest.fixture()
-def stage_sql(project):
-    """Stage arbitrary rows as the example dataset's table, the way the stage task leaves them."""
-    wh = open_warehouse(settings().warehouse_url, home=settings().home)
-
-    def make(sql: str) -> tuple:
-        path = wh.staging_file(EXAMPLE)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
-        con.execute(f"CREATE OR REPLACE TABLE stage_20261101 AS {sql}")
-        con.close()
-        return wh, StagedTable(EXAMPLE, str(path), "stage_20261101", "2026-11-01")
-
-    return make
 
 
 GEO = "ExpectColumnValuesToBeValidGeo"

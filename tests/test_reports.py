@@ -14,7 +14,7 @@ from pubdata import records, reports, tasks
 from pubdata.config import settings
 from pubdata.declaration import load_all
 from tests.conftest import pubdata_cli
-from tests.test_validation import EXAMPLE, GOOD_ROWS, decl, stage_sql  # noqa: F401 - fixtures
+from tests.conftest import EXAMPLE, GOOD_ROWS
 
 DAY = "2026-11-01"
 SCRIPT = "<script>alert(1)</script>"

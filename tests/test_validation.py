@@ -3,44 +3,12 @@ data's reason; an expectation GX cannot evaluate is an error, never a pass."""
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from pubdata.config import settings
-from pubdata.declaration import load_all
 from pubdata.validation import ExpectationSpec, ExpectationsFileError, load_dataset_expectations, validate
-from pubdata.warehouses import open_warehouse
 from pubdata.warehouses.base import StagedTable
 
-EXAMPLE = "telemetry_public.page_loads_by_country_v1"
-GOOD_ROWS = """
-    SELECT * FROM (VALUES
-      (DATE '2026-11-01', 'US', 'Windows_NT', 'en-US', 'release', 120000, 6000),
-      (DATE '2026-11-01', 'DE', 'Windows_NT', 'de', 'release', 90000, 5000),
-      (DATE '2026-11-01', 'Other', 'Other', 'Other', 'Other', 400000, 25000)
-    ) t(submission_date, country, os, locale, normalized_channel, page_loads, client_count)
-"""
-
-
-@pytest.fixture()
-def decl(project):
-    return load_all(project).declarations[EXAMPLE]
-
-
-@pytest.fixture()
-def stage_sql(project):
-    """Stage arbitrary rows as the example dataset's table, the way the stage task leaves them."""
-    wh = open_warehouse(settings().warehouse_url, home=settings().home)
-
-    def make(sql: str) -> tuple:
-        path = wh.staging_file(EXAMPLE)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
-        con.execute(f"CREATE OR REPLACE TABLE stage_20261101 AS {sql}")
-        con.close()
-        return wh, StagedTable(EXAMPLE, str(path), "stage_20261101", "2026-11-01")
-
-    return make
+from tests.conftest import GOOD_ROWS
 
 
 def _status(report, description_start: str) -> str:

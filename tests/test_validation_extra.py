@@ -30,7 +30,7 @@ from pubdata.validation_checks import (
 )
 from pubdata.warehouses.base import Column
 from tests.conftest import pubdata_cli
-from tests.test_validation import EXAMPLE, GOOD_ROWS, decl, stage_sql  # noqa: F401 - fixtures
+from tests.conftest import EXAMPLE, GOOD_ROWS
 
 EXPECTATIONS = f"expectations/{EXAMPLE.split('.')[0]}/page_loads_by_country_v1.yaml"
 
