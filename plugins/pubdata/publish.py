@@ -122,7 +122,9 @@ def _update_json(store: Store, key: str, mutate: Callable[[Any], Any], *, attemp
 def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile], columns: list[tuple[str, str]],
             store: Store, base_url: str, validation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Copy the exported files into a new version folder, switch the listing, record, clean up."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    # To the microsecond: generated_at tells two publishes within one second apart (the feed
+    # announces the second as an update); last_updated keeps Mozilla's whole seconds.
+    now = dt.datetime.now(dt.timezone.utc)
     incremental = decl.spec.incremental
     partition = staged.partition if incremental else None
     if incremental and not partition:
