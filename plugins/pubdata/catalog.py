@@ -15,10 +15,10 @@ import json
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urldefrag
 
+from pubdata.rendering import html_templates
 from pubdata.stores.base import PreconditionFailed, Store, StoreError
 
 INDEX_KEY = "all-datasets.json"  # the index publish maintains (pubdata.publish.INDEX_KEY)
@@ -195,21 +195,6 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                     generated_at=meta.get("generated_at") or "",
                 ))
     return entries
-
-
-@lru_cache(maxsize=1)
-def html_templates():
-    """The Jinja environment of the public HTML pages (catalog, feed, dataset pages): autoescaped."""
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("pubdata", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
 
 
 def render(entries: list[Entry], base_url: str, generated_at: dt.datetime) -> tuple[str, str]:

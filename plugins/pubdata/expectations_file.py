@@ -95,13 +95,17 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
         return DatasetExpectations()
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text) or {}
-        lines = _lines(yaml.compose(text))
+    loader = yaml.SafeLoader(text)
+    try:  # one parse: the node tree gives the line numbers, the same tree the values
+        node = loader.get_single_node()
+        raw = (loader.construct_document(node) if node is not None else None) or {}
+        lines = _lines(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ExpectationsFileError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML: "
                                     f"{getattr(exc, 'problem', None) or exc}") from None
+    finally:
+        loader.dispose()
     r = _Reader(path, lines)
     if not isinstance(raw, dict) or set(raw) - set(TOP_KEYS):
         extra = sorted(set(raw) - set(TOP_KEYS)) if isinstance(raw, dict) else []
@@ -127,8 +131,8 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
     return out
 
 
-def _severity(r: _Reader, where: tuple, item: dict) -> str:
-    severity = item.get("severity", "fail")
+def _severity(r: _Reader, where: tuple, item: dict, default: str = "fail") -> str:
+    severity = item.get("severity", default)
     if severity not in SEVERITIES:
         raise r.fail(where + ("severity",), f"{severity!r} is not one of {', '.join(SEVERITIES)}")
     return severity
@@ -246,7 +250,4 @@ def _band(r: _Reader, raw: Any) -> RowCountBand | None:
             raise r.fail(where + (key,), f"{v!r} is not a number >= 0")
     if low > high:
         raise r.fail(where + ("min_ratio",), f"min_ratio {low} is above max_ratio {high}")
-    severity = raw.get("severity", DEFAULT_ROW_COUNT_BAND.severity)
-    if severity not in SEVERITIES:
-        raise r.fail(where + ("severity",), f"{severity!r} is not one of {', '.join(SEVERITIES)}")
-    return RowCountBand(float(low), float(high), severity)
+    return RowCountBand(float(low), float(high), _severity(r, where, raw, DEFAULT_ROW_COUNT_BAND.severity))

@@ -1,8 +1,8 @@
 """The validation report of each run: one self-contained HTML page, kept internal.
 
 PUBDATA_HOME/internal/reports/<dataset>/<partition>/<run>.html, never the public bucket: it shows
-what failed and why, on data that did not pass. Rendered with Jinja2 (autoescaping on, so a
-value in the data cannot inject markup) rather than GX Data Docs, which need a file-backed GX
+what failed and why, on data that did not pass. Rendered from templates/report.html.j2 (autoescaped,
+so a value in the data cannot inject markup) rather than GX Data Docs, which need a file-backed GX
 context; the page needs nothing but a browser.
 
 `shown(check)` is the one place that decides what of a check's observed values may leave the
@@ -67,50 +67,12 @@ def shown(check: dict[str, Any]) -> dict[str, str]:
     return {"observed": _text(observed), "expected": _text(expected), "sample": sample_text}
 
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{{ outcome }} · {{ dataset }} · {{ partition }}</title>
-<style>
- body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1d1d1f;max-width:80rem}
- h1{font-size:1.3rem;margin:0 0 .3rem} .muted{color:#666}
- .badge{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:600;color:#fff}
- .passed{background:#1a7f37} .failed{background:#cf222e} .error{background:#9a6700} .warning{background:#bf8700}
- table{border-collapse:collapse;width:100%;margin-top:1rem} th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
- th{background:#f6f8fa} td.v{font-family:ui-monospace,monospace;font-size:12px;word-break:break-word}
- dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem} dt{font-weight:600}
- code{background:#f6f8fa;padding:.1rem .3rem;border-radius:.2rem}
-</style></head><body>
-<h1>{{ dataset }} <span class="muted">{{ partition }}</span> <span class="badge {{ outcome }}">{{ outcome }}</span></h1>
-<p class="muted">Validation report · internal, not published</p>
-<dl>
- <dt>Run</dt><dd>{{ run_id }}</dd>
- <dt>Started</dt><dd>{{ started_at }} ({{ seconds }} s)</dd>
- <dt>Rows staged</dt><dd>{{ rows }}</dd>
- <dt>Checks</dt><dd>{{ counts.passed }} passed, {{ counts.failed }} failed, {{ counts.warning }} warnings, {{ counts.error }} errors</dd>
- <dt>Owners</dt><dd>{{ owners | join(", ") }}</dd>
- <dt>Review</dt><dd>{% for b in bugs %}<a href="{{ b }}">{{ b }}</a> {% endfor %}</dd>
- <dt>Reproduce</dt><dd><code>{{ reproduce }}</code></dd>
- {% if quarantine %}<dt>Quarantine</dt><dd>staged table kept at <code>{{ quarantine }}</code></dd>{% endif %}
-</dl>
-<table>
- <tr><th>status</th><th>severity</th><th>check</th><th>expectation</th><th>observed</th><th>expected</th><th>sample</th></tr>
- {% for c in checks %}
- <tr><td><span class="badge {{ c.status }}">{{ c.status }}</span></td><td>{{ c.severity }}</td>
-  <td>{{ c.description }}{% if c.error %}<br><span class="muted">{{ c.error }}</span>{% endif %}</td>
-  <td class="v">{{ c.expectation }}</td><td class="v">{{ c.observed }}</td><td class="v">{{ c.expected }}</td><td class="v">{{ c.sample }}</td></tr>
- {% endfor %}
-</table>
-<p class="muted">Generated {{ generated_at }} by pubdata.</p>
-</body></html>
-"""
-
 _ORDER = {"error": 0, "failed": 1, "warning": 2, "passed": 3}
 
 
 def render(decl: Declaration, report: dict[str, Any], run_id: str, quarantine: str | None = None) -> str:
     """The page for one ValidationReport (as its to_dict()); problems first."""
-    import jinja2
-
+    from pubdata.rendering import html_templates
     from pubdata.validation_checks import redact_text
 
     checks = []
@@ -118,8 +80,7 @@ def render(decl: Declaration, report: dict[str, Any], run_id: str, quarantine: s
         checks.append({**c, **shown(c), "error": redact_text(c["error"]) if c.get("error") else None})
     counts = {k: sum(1 for c in checks if c.get("status") == k) for k in _ORDER}
     date = report.get("partition") or (report.get("started_at") or "")[:10]
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
+    return html_templates().get_template("report.html.j2").render(
         dataset=decl.id, partition=report.get("partition") or "full table", outcome=report["outcome"],
         run_id=run_id, started_at=report.get("started_at"), seconds=report.get("seconds"),
         rows=report.get("row_count") if report.get("row_count") is not None else "-", counts=counts,

@@ -204,7 +204,7 @@ def landing_page(meta: dict[str, Any], jsonld: dict[str, Any], urls: dict[str, s
         latest_files = (meta.get("partitions") or {}).get(latest, {}).get("files", [])
     else:
         latest_files = meta.get("files") or []
-    from pubdata.catalog import html_templates
+    from pubdata.rendering import html_templates
 
     return html_templates().get_template("dataset.html.j2").render(
         meta=meta, policy=meta["policy"], urls=urls, jsonld_text=jsonld_text,
