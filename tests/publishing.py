@@ -96,7 +96,7 @@ class Harness:
     def stage(self, decl: Declaration, *, marker: int, n: int, day: dt.date = DAY):
         part = day if decl.spec.incremental else None
         return self.warehouse.stage(decl.id, decl.query, {"submission_date": day, "marker": marker, "n": n}, part,
-                                    partition_field=decl.spec.partition_field)
+                                    partition_field=decl.spec.partition_field, order_by=list(decl.spec.policy.columns))
 
     def export(self, decl: Declaration, staged, run_key: str = "run") -> list[exporting.ExportedFile]:
         return exporting.export(decl, self.warehouse, staged, self.store, run_key)

@@ -2,14 +2,16 @@
 
 Two routes lead to the same files:
 
-- embedded (and any warehouse/store pair but the one below): the warehouse streams the staged
-  rows, ordered by every declared column, into one local file per format; formats.split cuts it
-  into parts of at most `export.max_file_bytes`.
+- embedded (and any warehouse/store pair but the one below): the warehouse writes the staged
+  rows, ordered by every declared column, as numbered parts of at most `export.max_file_bytes`
+  (Warehouse.write_parts). DuckDB streams them a batch at a time, and a table it staged in that
+  order already is scanned rather than sorted, so export memory does not grow with the data.
 - production (BigQuery warehouse, GCS bucket): an extract job writes the staged partition to
   `<staging prefix>/extract/` as Parquet, so no rows pass through the BigQuery API. Extract
   output has no defined row order and arbitrary shard boundaries, so the shards are downloaded
-  and DuckDB sorts them by every declared column before the same split. Parquet keeps BigQuery's
-  types exactly (JSON extracts would turn INT64 into strings).
+  and DuckDB sorts them by every declared column (under the export memory limit, spilling)
+  into the same parts. Parquet keeps BigQuery's types exactly (JSON extracts would turn INT64
+  into strings).
 
 Either way the parts land under `_staging/<table path>/<partition>/<run>/` and publish copies them
 into the public layout; identical staged rows give identical files.
@@ -17,7 +19,6 @@ into the public layout; identical staged rows give identical files.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,30 +64,26 @@ def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: 
     prefix = staging_prefix(decl, staged.partition, run_key)
     for key in store.list(partition_staging_prefix(decl, staged.partition) + "/"):
         store.delete(key)
+    order_by = list(decl.spec.policy.columns)
+    max_bytes = decl.spec.export.max_file_bytes
     with tempfile.TemporaryDirectory(prefix="pubdata-export-") as tmp:
         work = Path(tmp)
-        if uses_extract(warehouse, store):
-            wholes = _extract_and_sort(decl, warehouse, staged, store, prefix, work)
-        else:
-            wholes = {}
-            for fmt in decl.spec.export.formats:
-                wholes[fmt] = work / f"whole.{fmt}"
-                warehouse.export(staged, wholes[fmt], decl.spec.policy.columns, fmt)
+        shards = _extract(decl, warehouse, staged, store, prefix, work) if uses_extract(warehouse, store) else None
         out = []
         for fmt in decl.spec.export.formats:
-            parts = formats.split(wholes[fmt], fmt, decl.spec.export.max_file_bytes, work / fmt)
+            if shards is None:
+                parts = warehouse.write_parts(staged, order_by, fmt, max_bytes, work / fmt)
+            else:
+                parts = _sort_shards(decl, shards, order_by, fmt, max_bytes, work)
             for part in parts:
                 key = f"{prefix}/{part.name}"
                 store.upload_file(key, part.path, content_type=formats.CONTENT_TYPES[fmt], compress=formats.COMPRESSED[fmt])
-                out.append(ExportedFile(part.name, fmt, key, part.bytes, sha256_file(part.path), part.rows))
+                out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows))
     return out
 
 
-def _extract_and_sort(decl: Declaration, warehouse, staged: StagedTable, store: Store, prefix: str,
-                      work: Path) -> dict[str, Path]:
-    """Extract job -> Parquet shards in the bucket -> one sorted local file per format."""
-    import duckdb
-
+def _extract(decl: Declaration, warehouse, staged: StagedTable, store: Store, prefix: str, work: Path) -> list[Path]:
+    """Extract job -> Parquet shards in the bucket -> local shard files (the bucket's copies removed)."""
     extract_prefix = f"{prefix}/extract/"
     warehouse.extract_to_gcs(staged, f"{store.url}/{extract_prefix}part-*.parquet", fmt="parquet")
     shards = [k for k in store.list(extract_prefix) if k.endswith(".parquet")]
@@ -104,26 +101,23 @@ def _extract_and_sort(decl: Declaration, warehouse, staged: StagedTable, store: 
         local.append(path)
     for key in shards:
         store.delete(key)
-    files = "[" + ", ".join(_sql_str(p) for p in local) + "]"
-    ordering = ", ".join(_ident(c) for c in decl.spec.policy.columns)
-    options = {"json": "FORMAT json, ARRAY true", "csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
-    out = {}
+    return local
+
+
+def _sort_shards(decl: Declaration, shards: list[Path], order_by: list[str], fmt: str, max_bytes: int,
+                 work: Path) -> list[formats.Part]:
+    """The extracted rows, sorted by DuckDB, as parts (the same writer as the embedded route)."""
+    import duckdb
+
+    from pubdata.warehouses.duckdb import write_parts
+
+    files = "[" + ", ".join(_sql_str(p) for p in shards) + "]"
     con = duckdb.connect()
     try:
-        from pubdata.warehouses.duckdb import export_memory_limit
-
-        con.execute(f"SET temp_directory = {_sql_str(work / 'spill')}")
-        con.execute(f"SET memory_limit = {_sql_str(export_memory_limit())}")  # sort out of core, as on DuckDB
-        for fmt in decl.spec.export.formats:
-            out[fmt] = work / f"whole.{fmt}"
-            try:
-                con.execute(f"COPY (SELECT * FROM read_parquet({files}) ORDER BY {ordering}) "
-                            f"TO {_sql_str(out[fmt])} ({options[fmt]})")
-            except duckdb.Error as exc:
-                raise WarehouseError(f"sorting the extracted rows of {decl.id} failed: {exc}") from exc
+        return write_parts(con, f"read_parquet({files})", order_by, fmt, max_bytes, work / fmt,
+                           spill=work / "spill", what=f"the extracted rows of {decl.id}")
     finally:
         con.close()
-    return out
 
 
 def discard(store: Store, exported: list[ExportedFile]) -> None:
@@ -135,20 +129,8 @@ def discard(store: Store, exported: list[ExportedFile]) -> None:
             pass  # internal leftovers are cleared by the next export of the partition
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _sql_str(value: Path | str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-__all__ = ["ExportedFile", "STAGING_PREFIX", "discard", "export", "sha256_file", "staging_prefix", "uses_extract"]
+__all__ = ["ExportedFile", "STAGING_PREFIX", "discard", "export", "staging_prefix", "uses_extract"]

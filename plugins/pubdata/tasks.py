@@ -68,7 +68,8 @@ def stage(dataset_id: str, partition: dt.date | None, run_id: str = "manual", cf
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
     quarantine.purge(cfg, decl.id, warehouse=wh)  # expired quarantine of this dataset; the file is ours now
     records.reset(cfg.internal_dir, decl.id, part_s, run_id)
-    staged = wh.stage(decl.id, decl.query, query_params(decl, partition), part, partition_field=decl.spec.partition_field)
+    staged = wh.stage(decl.id, decl.query, query_params(decl, partition), part,
+                      partition_field=decl.spec.partition_field, order_by=list(decl.spec.policy.columns))
     rows = wh.scalar(staged, "SELECT count(*) FROM {table}")
     records.update(cfg.internal_dir, decl.id, part_s, state="staged", staged=staged.to_dict(), rows=rows)
     return staged.to_dict()

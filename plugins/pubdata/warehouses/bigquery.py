@@ -296,12 +296,13 @@ class BigQueryWarehouse(Warehouse):
         partition: dt.date | None,
         *,
         partition_field: str | None = None,
+        order_by: list[str] | None = None,
     ) -> StagedTable:
         """Dry-run the reviewed query, refuse it if it would bill too much, then write it to staging.
 
         With a partition, the result replaces `table$YYYYMMDD` of a DAY-partitioned table
         (partitioned on `partition_field`, or by ingestion time when None); without one, the whole
-        table is replaced.
+        table is replaced. order_by is not used: BigQuery tables keep no row order, so export sorts.
         """
         from google.cloud import bigquery
 
