@@ -74,6 +74,7 @@ class Harness:
             source.parent.mkdir(parents=True, exist_ok=True)
             duckdb.connect(str(source)).close()
         self.warehouse = DuckDBWarehouse(source, self.root / "staging")
+        self.work_root = self.root / "export-work"  # where export writes parts before upload
 
     def declare(self, dataset_id: str, *, incremental: bool = True, formats: tuple[str, ...] = ("json",),
                 max_file_bytes: int = 256 * 1024 * 1024) -> Declaration:
@@ -99,7 +100,7 @@ class Harness:
                                     partition_field=decl.spec.partition_field, order_by=list(decl.spec.policy.columns))
 
     def export(self, decl: Declaration, staged, run_key: str = "run") -> list[exporting.ExportedFile]:
-        return exporting.export(decl, self.warehouse, staged, self.store, run_key)
+        return exporting.export(decl, self.warehouse, staged, self.store, run_key, work_root=self.work_root)
 
     def publish(self, decl: Declaration, *, marker: int, n: int, day: dt.date = DAY, run_key: str = "run") -> dict[str, Any]:
         staged = self.stage(decl, marker=marker, n=n, day=day)

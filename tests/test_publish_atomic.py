@@ -232,6 +232,7 @@ def test_sigkill_at_any_point_leaves_the_previous_version_complete(tmp_path):
     assert _check_complete(harness, decl, {7: 25}) == 7
     assert set(harness.data_keys(decl)) == live_keys
     assert harness.store.list("_staging/") == []
+    assert list(harness.work_root.iterdir()) == [], "killed exports' local parts are cleared"
 
 
 def test_republishing_deletes_the_old_version_only_after_the_switch(tmp_path):

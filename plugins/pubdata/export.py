@@ -19,7 +19,10 @@ into the public layout; identical staged rows give identical files.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,29 +59,51 @@ def uses_extract(warehouse: Warehouse, store: Store) -> bool:
     return warehouse.engine == "bigquery" and isinstance(store, GCSStore)
 
 
-def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: Store, run_key: str) -> list[ExportedFile]:
+def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: Store, run_key: str,
+           work_root: Path | None = None) -> list[ExportedFile]:
     """Write the staged rows as numbered files, in a deterministic order, to the staging prefix.
 
-    Leftovers of earlier attempts for this partition (a killed run) are removed first.
+    Leftovers of earlier attempts for this partition (a killed run) are removed first: in the
+    bucket, and under work_root (where parts are written before upload: one directory per
+    dataset, as a DAG runs one export at a time) when given, else a temporary directory is used.
     """
     prefix = staging_prefix(decl, staged.partition, run_key)
     for key in store.list(partition_staging_prefix(decl, staged.partition) + "/"):
         store.delete(key)
+    with _work_dir(work_root, decl) as work:
+        return _export(decl, warehouse, staged, store, prefix, work)
+
+
+@contextlib.contextmanager
+def _work_dir(work_root: Path | None, decl: Declaration) -> Iterator[Path]:
+    if work_root is None:
+        with tempfile.TemporaryDirectory(prefix="pubdata-export-") as tmp:
+            yield Path(tmp)
+        return
+    work = Path(work_root) / decl.id
+    shutil.rmtree(work, ignore_errors=True)  # a killed export's parts: as large as the export
+    work.mkdir(parents=True)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: Store, prefix: str,
+            work: Path) -> list[ExportedFile]:
     order_by = list(decl.spec.policy.columns)
     max_bytes = decl.spec.export.max_file_bytes
-    with tempfile.TemporaryDirectory(prefix="pubdata-export-") as tmp:
-        work = Path(tmp)
-        shards = _extract(decl, warehouse, staged, store, prefix, work) if uses_extract(warehouse, store) else None
-        out = []
-        for fmt in decl.spec.export.formats:
-            if shards is None:
-                parts = warehouse.write_parts(staged, order_by, fmt, max_bytes, work / fmt)
-            else:
-                parts = _sort_shards(decl, shards, order_by, fmt, max_bytes, work)
-            for part in parts:
-                key = f"{prefix}/{part.name}"
-                store.upload_file(key, part.path, content_type=formats.CONTENT_TYPES[fmt], compress=formats.COMPRESSED[fmt])
-                out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows))
+    shards = _extract(decl, warehouse, staged, store, prefix, work) if uses_extract(warehouse, store) else None
+    out = []
+    for fmt in decl.spec.export.formats:
+        if shards is None:
+            parts = warehouse.write_parts(staged, order_by, fmt, max_bytes, work / fmt)
+        else:
+            parts = _sort_shards(decl, shards, order_by, fmt, max_bytes, work)
+        for part in parts:
+            key = f"{prefix}/{part.name}"
+            store.upload_file(key, part.path, content_type=formats.CONTENT_TYPES[fmt], compress=formats.COMPRESSED[fmt])
+            out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows))
     return out
 
 

@@ -127,7 +127,7 @@ def export(dataset_id: str, staged_d: dict[str, Any], run_id: str = "manual", cf
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
     store = open_store(cfg.bucket_url)
     run_key = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in run_id)
-    exported = exporting.export(decl, wh, staged, store, run_key)
+    exported = exporting.export(decl, wh, staged, store, run_key, work_root=cfg.internal_dir / "export")
     out = [e.__dict__ for e in exported]
     records.update(cfg.internal_dir, decl.id, staged.partition, state="exported", exported=out)
     return out
