@@ -203,7 +203,17 @@ def test_streamed_parquet_parts_hold_duckdbs_types(wh, tmp_path):
     assert ours.to_pylist() == copied.to_pylist()
 
 
-def test_stage_stores_rows_in_export_order_and_export_scans_them(wh, tmp_path):
+def test_stage_stores_rows_in_export_order_and_export_scans_them(wh, tmp_path, monkeypatch):
+    import pubdata.warehouses.duckdb as duckdb_warehouse
+
+    sorts = []
+    real_write_parts = duckdb_warehouse.write_parts
+
+    def spy(con, relation, order_by, *args, **kwargs):
+        sorts.append(order_by)
+        return real_write_parts(con, relation, order_by, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb_warehouse, "write_parts", spy)
     query = ("SELECT os, country, COUNT(*) AS n FROM `moz-fx-data-shared-prod.telemetry.clients_daily` "
              "WHERE submission_date = @submission_date GROUP BY ALL")
     day = dt.date(2026, 11, 1)
@@ -227,9 +237,11 @@ def test_stage_stores_rows_in_export_order_and_export_scans_them(wh, tmp_path):
     stored = con.execute(f"SELECT country, os FROM {staged.table}").fetchall()  # no ORDER BY: stored order
     con.close()
     assert stored == sorted(stored)
+    sorts.clear()
     for fmt in ("json", "csv", "parquet"):
         parts = wh.write_parts(staged, ["country", "os"], fmt, 2048, tmp_path / f"s{fmt}")
         assert [p.sha256 for p in parts] == sorted_parts[fmt]
+    assert sorts == [None, None, None], "a table stored in export order is scanned, not sorted"
     assert len(sorted_parts["json"]) > 1
 
 
