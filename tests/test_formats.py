@@ -323,3 +323,20 @@ def test_a_parquet_row_larger_than_the_limit_gets_a_part_of_its_own(tmp_path):
     writer.add(table)
     parts = writer.finish()
     assert [pq.read_table(p.path).column("s").to_pylist() for p in parts] == [["a"], [big], ["b"]]
+
+
+def test_parquet_parts_fit_when_footers_outweigh_small_row_groups(tmp_path):
+    """Forty string columns in ten-row groups: metadata is a third of each part, and parts are
+    cut down a row group at a time until they fit."""
+    import random
+
+    rng = random.Random(2)
+    table = pa.table({f"c{i}": ["".join(rng.choice("abcdef0123") for _ in range(30)) for _ in range(600)] for i in range(40)})
+    writer = formats.ParquetParts(table.schema, 150_000, tmp_path / "out", row_group_rows=10)
+    for batch in table.to_batches(max_chunksize=64):
+        writer.add(batch)
+    parts = writer.finish()
+
+    assert len(parts) > 3 and all(p.bytes <= 150_000 for p in parts)
+    assert pa.concat_tables([pq.read_table(p.path) for p in parts]).equals(table)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in parts]

@@ -185,6 +185,7 @@ class ParquetParts:
         self._sink: Any = None
         self._groups: list[int] = []
         self._bytes_per_row: float | None = None
+        self._footer_per_group = 128.0 * len(schema)  # learnt from each closed part
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, batch: Any) -> None:
@@ -221,7 +222,7 @@ class ParquetParts:
             if self._writer is None:
                 self._open()
             per_row = self._bytes_per_row or table.nbytes / table.num_rows
-            footer = 1024 + 128 * len(self.schema) * (len(self._groups) + 1)
+            footer = 1024 + self._footer_per_group * (len(self._groups) + 1)
             budget = self.max_bytes - self._sink.tell() - footer
             fit = int(budget // per_row) if per_row > 0 else table.num_rows
             if fit < 1 and self._groups:
@@ -246,36 +247,37 @@ class ParquetParts:
     def _close(self) -> None:
         import pyarrow.parquet as pq
 
+        written = self._sink.tell()
         self._writer.close()
         self._sink.close()
         path = self.out_dir / part_name(len(self.parts), "parquet")
         self._writer = self._sink = None
         groups, self._groups = self._groups, []
         size = path.stat().st_size
-        if size > self.max_bytes and sum(groups) > 1:
-            # Too large after all: keep all but the last row group, which starts the next part
-            # (a part of one row group is rewritten at a size per row learnt from this one).
-            source = pq.ParquetFile(path)
-            tail = source.read_row_group(len(groups) - 1)
-            keep = len(groups) - 1
-            if keep:
+        if groups:
+            self._footer_per_group = max(self._footer_per_group, (size - written) / len(groups))
+        carry: list[Any] = []
+        # Too large after all: the last row group moves on to start the next part, until the
+        # part fits (a part of one row group is redone at a size per row learnt from this one).
+        while size > self.max_bytes and sum(groups) > 1:
+            with pq.ParquetFile(path) as source:
+                carry.insert(0, source.read_row_group(len(groups) - 1))
+                groups.pop()
+                if not groups:
+                    self._bytes_per_row = size / carry[0].num_rows * 1.1
+                    break
                 rewritten = path.with_suffix(".rewrite")
                 with pq.ParquetWriter(rewritten, self.schema, compression="zstd") as writer:
-                    for g in range(keep):
-                        writer.write_table(source.read_row_group(g), row_group_size=groups[g])
-                source.close()
-                rewritten.replace(path)
-                self._seal(path, sum(groups[:keep]))
-            else:
-                source.close()
-                path.unlink()
-                self._bytes_per_row = size / tail.num_rows * 1.1
-            self._write_group(tail)
-            return
-        self._seal(path, sum(groups))
-
-    def _seal(self, path: Path, rows: int) -> None:
-        self.parts.append(Part(path.name, path, rows, path.stat().st_size, sha256_file(path)))
+                    for g, rows in enumerate(groups):
+                        writer.write_table(source.read_row_group(g), row_group_size=rows)
+            rewritten.replace(path)
+            size = path.stat().st_size
+        if groups or not carry:  # an empty export still gets its one (empty) part
+            self.parts.append(Part(path.name, path, sum(groups), size, sha256_file(path)))
+        else:
+            path.unlink()
+        for table in carry:
+            self._write_group(table)
 
 
 def _batches(piece: Any) -> list[Any]:
