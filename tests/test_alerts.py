@@ -321,3 +321,17 @@ def test_failed_airflow_run_posts_one_alert(tmp_path, source_warehouse, airflow_
     assert row["outcome"].startswith("failed validation (quarantined until ")
     assert row["report"] == str(report) and row["alert"] == "sent"
     assert any(f.startswith("every row, Other rows included") for f in row["failing"])
+
+
+def test_the_run_summary_withholds_identifier_looking_values():
+    """The summary feeds the run record and, for warnings, the public metadata.json."""
+    from pubdata import tasks
+    from pubdata.validation import CheckResult
+
+    warning = CheckResult("ExpectColumnValuesToBeInSet", "os in the known set", "warn", True,
+                          observed={"unexpected": ["Linux", "7c9e6679-7425-40de-944b-e07fc1f90ae7"], "count": 2})
+    forbidden = CheckResult("ExpectTableColumnsToExcludeForbidden", "no forbidden column", "fail", False,
+                            observed={"client_id": "identifier"}, sensitive=True)
+
+    assert tasks._check(warning)["observed"] == {"unexpected": ["Linux", "[redacted]"], "count": 2}
+    assert tasks._check(forbidden)["observed"] == "columns: client_id"

@@ -21,8 +21,8 @@ from typing import Any
 
 from pubdata.config import Settings
 from pubdata.declaration import Declaration
+from pubdata.validation_checks import WITHHELD, looks_like_identifier
 
-WITHHELD = "[redacted]"
 
 
 def report_path(internal_dir: Path, dataset_id: str, partition: str | None, run_id: str) -> Path:
@@ -30,14 +30,16 @@ def report_path(internal_dir: Path, dataset_id: str, partition: str | None, run_
     return Path(internal_dir) / "reports" / dataset_id / (partition or "full") / f"{safe_run}.html"
 
 
-def _redact_deep(value: Any) -> Any:
-    from pubdata.validation import redact
+def redacted(value: Any) -> Any:
+    """value (nested dicts and lists included) with every identifier-looking value withheld.
 
+    Uses the identifier scan's own patterns, so what the warehouse flags is what is hidden here.
+    """
     if isinstance(value, dict):
-        return {k: _redact_deep(v) for k, v in value.items()}
+        return {k: redacted(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redact_deep(v) for v in value]
-    return redact(value)
+        return [redacted(v) for v in value]
+    return WITHHELD if looks_like_identifier(value) else value
 
 
 def _text(value: Any, limit: int = 300) -> str:
@@ -57,8 +59,8 @@ def shown(check: dict[str, Any]) -> dict[str, str]:
             observed = WITHHELD
         sample_text = f"{WITHHELD} (values withheld)" if sample or not check.get("success", True) else "-"
     else:
-        observed = _redact_deep(observed)
-        sample_text = _text(_redact_deep(sample)) if sample else "-"
+        observed = redacted(observed)
+        sample_text = _text(redacted(sample)) if sample else "-"
     expected = check.get("expected")
     if isinstance(expected, dict) and set(expected) == {"unexpected_rows_query"}:
         expected = "no rows"  # an SQL expectation: the query lists the violations

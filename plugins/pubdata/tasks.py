@@ -109,7 +109,8 @@ def validate(dataset_id: str, staged_d: dict[str, Any], cfg: Settings | None = N
 
 
 def _check(c) -> dict[str, Any]:
-    observed = c.observed if not c.sensitive else reports.shown(asdict(c))["observed"]
+    # The summary goes into the run record and, for warnings, into the public metadata.json.
+    observed = reports.shown(asdict(c))["observed"] if c.sensitive else reports.redacted(c.observed)
     return {"expectation": c.expectation, "description": c.description, "severity": c.severity,
             "observed": observed, "expected": c.expected, "error": c.error}
 

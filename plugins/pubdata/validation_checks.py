@@ -137,12 +137,13 @@ def looks_like_identifier(value: Any) -> bool:
     return bool(identifier_kinds(value))
 
 
+WITHHELD = "[redacted]"  # what stands in for a value that may be an identifier
 _TOKEN = re.compile(r"[^\s'\"(),;=<>\[\]{}]+")
 
 
 def redact_text(text: str) -> str:
     """Free text (an error message) with every identifier-looking token replaced by [redacted]."""
-    return _TOKEN.sub(lambda m: "[redacted]" if looks_like_identifier(m.group(0)) else m.group(0), text)
+    return _TOKEN.sub(lambda m: WITHHELD if looks_like_identifier(m.group(0)) else m.group(0), text)
 
 
 def _quote(engine: str, column: str) -> str:
