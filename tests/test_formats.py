@@ -245,8 +245,7 @@ def test_text_parts_do_not_depend_on_how_rows_arrive_in_batches(tmp_path, batch)
 
     writer = formats.TextParts("json", 2048, tmp_path / "stream")
     for i in range(0, len(rows), batch):
-        chunk = pa.array(rows[i:i + batch], pa.binary())
-        writer.add(chunk.slice(0) if batch > 1 else chunk)
+        writer.add(pa.array([b"junk,\n"] + rows[i:i + batch], pa.binary()).slice(1))  # a batch at an offset
     parts = writer.finish()
 
     assert [(p.name, p.rows, p.bytes, p.sha256) for p in parts] == [(p.name, p.rows, p.bytes, p.sha256) for p in expected]

@@ -75,6 +75,12 @@ def test_readers_never_see_a_mix_or_a_missing_file(tmp_path, store):
     markers_seen: set[int] = set()
 
     def reader():
+        try:
+            read()
+        except Exception as exc:  # a reader that crashes on what it read is a finding, not a quiet thread
+            problems.append(f"reader crashed: {exc!r}")
+
+    def read():
         while not stop.is_set():
             outcome, rows, detail = _snapshot(harness, decl)
             if outcome == "missing":

@@ -257,3 +257,6 @@ def test_a_scan_too_wide_for_its_first_buffer_is_retried_at_the_export_limit(wh,
     retried = wh.write_parts(staged, ["k"], "csv", 10**8, tmp_path / "retried")
 
     assert [p.sha256 for p in retried] == [p.sha256 for p in roomy] and retried[0].rows == 200_000
+    monkeypatch.setenv("PUBDATA_EXPORT_MEMORY_LIMIT", "64KB")  # the first buffer alone: it does run out
+    with pytest.raises(WarehouseError, match="ran out of the 64KB"):
+        wh.write_parts(staged, ["k"], "csv", 10**8, tmp_path / "small")
