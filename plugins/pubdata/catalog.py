@@ -21,7 +21,7 @@ from urllib.parse import urldefrag
 from pubdata.rendering import html_templates
 from pubdata.stores.base import PreconditionFailed, Store, StoreError
 
-INDEX_KEY = "all-datasets.json"  # the index publish maintains (pubdata.publish.INDEX_KEY)
+INDEX_KEY = "all-datasets.json"  # the index of every published dataset, kept by pubdata.publish
 HTML_KEY = "index.html"
 FEED_KEY = "feed.xml"
 LINKED_DOCUMENTS = (

@@ -97,11 +97,7 @@ def run(ids: Annotated[Optional[list[str]], typer.Argument(help="Dataset ids; al
     """Run datasets' DAGs through Airflow for one date, then print a summary."""
     from pubdata import runner
 
-    try:
-        day = dt.date.fromisoformat(date)
-    except ValueError:
-        err.print(f"[red]--date {date!r} is not a date; use YYYY-MM-DD[/red]")
-        raise typer.Exit(2) from None
+    day = _parse_day(date, "--date")
     cfg, catalog, decls = _select(ids)
     for e in catalog.errors if not ids else []:
         err.print(f"[yellow]skipped:[/yellow] {e}")

@@ -45,7 +45,7 @@ from pubdata.stores.base import PreconditionFailed, Store, StoreError
 from pubdata.transparency import policy_record, schema_record
 from pubdata.warehouses.base import StagedTable
 
-INDEX_KEY = "all-datasets.json"
+INDEX_KEY = catalog.INDEX_KEY
 NO_CACHE = "no-cache"
 
 __all__ = [
