@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pubdata.stores.base import PreconditionFailed, Store, StoreError
+from pubdata.errors import ConfigurationError, PreconditionFailed, StoreError
+from pubdata.stores.base import Store
 
 
 def open_store(url: str) -> Store:
@@ -15,7 +16,7 @@ def open_store(url: str) -> Store:
         from pubdata.stores.gcs import GCSStore
 
         return GCSStore.from_url(url)
-    raise StoreError(f"PUBDATA_BUCKET={url!r} is not supported: use file:///path/dir or gs://bucket")
+    raise ConfigurationError(f"PUBDATA_BUCKET={url!r} is not supported: use file:///path/dir or gs://bucket")
 
 
 __all__ = ["PreconditionFailed", "Store", "StoreError", "open_store"]

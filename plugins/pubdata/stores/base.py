@@ -12,13 +12,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from pubdata.errors import PreconditionFailed, StoreError
 
-class StoreError(Exception):
-    """A store operation failed for a reason the caller should report, not retry blindly."""
-
-
-class PreconditionFailed(StoreError):
-    """The object changed (or appeared) since it was read: re-read and try again."""
+__all__ = ["PreconditionFailed", "Store", "StoreError", "StoredObject"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pubdata.stores.base import PreconditionFailed, Store, StoredObject, StoreError
+from pubdata.errors import ConfigurationError, PreconditionFailed, StoreError
+from pubdata.stores.base import Store, StoredObject
 
 # Resumable uploads send (and buffer) one chunk at a time; the library's default is 100 MiB.
 _UPLOAD_CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of 256 KiB, as GCS requires
@@ -134,14 +135,14 @@ class GCSStore(Store):
         where = self._where(key)
         try:
             yield
-        except StoreError:
+        except (StoreError, ConfigurationError):
             raise
         except gexc.PreconditionFailed as exc:
             raise PreconditionFailed(f"{where}: generation precondition failed while trying to {action}") from exc
         except gexc.NotFound as exc:
             raise self._bucket_missing() from exc
         except gexc.BadRequest as exc:
-            raise StoreError(f"GCS rejected the request to {action} {where} as invalid: {_short(exc)}") from exc
+            raise ConfigurationError(f"GCS rejected the request to {action} {where} as invalid: {_short(exc)}") from exc
         except (
             gexc.RetryError,
             gexc.TooManyRequests,
@@ -158,7 +159,7 @@ class GCSStore(Store):
                 "check network access to storage.googleapis.com (or STORAGE_EMULATOR_HOST) and try again"
             ) from exc
         except (gexc.Forbidden, gexc.Unauthorized, auth_exc.GoogleAuthError) as exc:
-            raise StoreError(
+            raise ConfigurationError(
                 f"cannot {action} {where}: the credentials in use were refused ({_short(exc)}); grant them "
                 f"roles/storage.objectAdmin on bucket {self.bucket_name}, or fix GOOGLE_APPLICATION_CREDENTIALS "
                 "(gcloud auth application-default login) or PUBDATA_BUCKET"
@@ -166,8 +167,8 @@ class GCSStore(Store):
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"cannot {action} {where}: GCS answered {exc.code} ({_short(exc)})") from exc
 
-    def _bucket_missing(self) -> StoreError:
-        return StoreError(
+    def _bucket_missing(self) -> ConfigurationError:
+        return ConfigurationError(
             f"bucket {self.bucket_name} does not exist or is not visible to these credentials; "
             f"create it or fix PUBDATA_BUCKET (now {self.url})"
         )
@@ -216,16 +217,8 @@ class GCSStore(Store):
                 return False
         return True
 
-    def write(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        content_type: str,
-        compress: bool = False,
-        if_generation_match: int | None = None,
-        cache_control: str | None = None,
-    ) -> int:
+    def write(self, key: str, data: bytes, *, content_type: str, compress: bool = False,
+              if_generation_match: int | None = None, cache_control: str | None = None) -> int:
         blob = self._blob(key)
         if compress:
             data = gzip.compress(data, mtime=0)  # mtime=0: identical input, identical object
@@ -327,7 +320,7 @@ def _make_client(url: str):
         # No project needed: we address one bucket by name and never create or list buckets.
         return storage.Client(project=project)
     except DefaultCredentialsError as exc:
-        raise StoreError(
+        raise ConfigurationError(
             f"no Google credentials found to open {url}: run `gcloud auth application-default login`, "
             "set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST to use an emulator"
         ) from exc
@@ -340,7 +333,7 @@ def _short(exc: BaseException) -> str:
         return f"{getattr(exc, 'message', exc)}; last error: {_short(cause)}"
     response = getattr(exc, "response", None)
     with contextlib.suppress(Exception):
-        message = response.json()["error"]["message"]
+        message = response.json()["error"]["message"] if response is not None else None
         if message:
             return str(message)
     text = str(getattr(exc, "message", "") or exc).strip()

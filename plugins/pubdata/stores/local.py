@@ -23,7 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pubdata.stores.base import PreconditionFailed, Store, StoredObject, StoreError
+from pubdata.errors import PreconditionFailed, StoreError
+from pubdata.stores.base import Store, StoredObject
 
 DIR_OBJECT = ".object"
 

@@ -1,21 +1,34 @@
-"""Warehouse engines behind one interface: DuckDB (embedded default) and BigQuery (production)."""
+"""Warehouse engines behind one interface: DuckDB (embedded default) and BigQuery (production).
+
+Adding a warehouse: a module here with a Warehouse subclass, and its URL scheme in ENGINES.
+"""
 
 from __future__ import annotations
 
-from pubdata.warehouses.base import StagedTable, Warehouse, WarehouseError
+import importlib
+from pathlib import Path
+
+from pubdata.errors import ConfigurationError
+from pubdata.warehouses.base import StagedTable, Warehouse
+
+ENGINES: dict[str, str] = {
+    "duckdb": "pubdata.warehouses.duckdb:DuckDBWarehouse",
+    "bigquery": "pubdata.warehouses.bigquery:BigQueryWarehouse",
+}
+"""URL scheme of PUBDATA_WAREHOUSE -> the class that opens it (imported only when used)."""
 
 
-def open_warehouse(url: str, *, home=None) -> Warehouse:
+def open_warehouse(url: str, *, home: Path | None = None) -> Warehouse:
     """Open the warehouse named by a PUBDATA_WAREHOUSE url: duckdb:///file or bigquery://project."""
-    if url.startswith("duckdb://"):
-        from pubdata.warehouses.duckdb import DuckDBWarehouse
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    target = ENGINES.get(scheme)
+    if target is None:
+        raise ConfigurationError(f"PUBDATA_WAREHOUSE={url!r} is not supported: use duckdb:///path/file.duckdb or "
+                                 "bigquery://<project>")
+    module, _, name = target.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    warehouse: Warehouse = cls.from_url(url, home=home)
+    return warehouse
 
-        return DuckDBWarehouse.from_url(url, home=home)
-    if url.startswith("bigquery://"):
-        from pubdata.warehouses.bigquery import BigQueryWarehouse
 
-        return BigQueryWarehouse.from_url(url)
-    raise WarehouseError(f"PUBDATA_WAREHOUSE={url!r} is not supported: use duckdb:///path/file.duckdb or bigquery://<project>")
-
-
-__all__ = ["StagedTable", "Warehouse", "WarehouseError", "open_warehouse"]
+__all__ = ["ENGINES", "StagedTable", "Warehouse", "open_warehouse"]

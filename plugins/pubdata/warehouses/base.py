@@ -1,28 +1,33 @@
-"""The warehouse interface: stage a reviewed query, let validation look at it, export it.
+"""The warehouse interface: stage a reviewed query, let validation look at it, hand it to export.
 
 Write-audit-publish lives in this shape: `stage` writes the query result to a staging table the
-public never sees; validation reads that same table (through `gx_batch` and `scalar`); `export`
-streams that same table out. Nothing here knows about Airflow.
+public never sees; validation reads that same table (through `gx_batch` and `scalar`); export
+reads that same table through `export_source`. What an engine can do, how it quotes and which
+type names it uses are attributes of its class, so no code outside warehouses/ asks which
+engine it is talking to.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pubdata.errors import QueryError, WarehouseError
 
 if TYPE_CHECKING:
-    from pubdata.formats import Part
+    import duckdb
 
+    from pubdata.stores.base import Store
 
-class WarehouseError(Exception):
-    """The warehouse could not do what was asked (infrastructure, not data)."""
+__all__ = ["Column", "ExportSource", "QueryError", "StagedTable", "TypeFamily", "Warehouse", "WarehouseError"]
 
-
-class QueryError(WarehouseError):
-    """The reviewed query itself is wrong (syntax, unknown column): fix the query, do not retry."""
+TypeFamily = str
+"""date, timestamp, time, string, boolean, integer, fractional, array, object or other."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,61 @@ class StagedTable:
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str
+    type: str  # as the warehouse spells it
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """The staged rows as a DuckDB relation, which the part writers read (pubdata.publishing.rows).
+
+    `ordered_by`: the columns the relation's rows are already in order of (scanned, not sorted);
+    `spill`: where DuckDB may spill a sort.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    relation: str
+    ordered_by: tuple[str, ...] | None
+    spill: Path
 
 
 class Warehouse(ABC):
-    engine: str  # "duckdb" or "bigquery"
+    engine: ClassVar[str]
+    TYPE_FAMILIES: ClassVar[dict[TypeFamily, frozenset[str]]]
+    """Each type family and the engine's names of its types (without parameters: DECIMAL, not DECIMAL(18,3))."""
+
+    # -- engine knowledge ----------------------------------------------------------------------
+
+    @staticmethod
+    @abstractmethod
+    def quote(name: str) -> str:
+        """A column name as an identifier of this engine's SQL."""
+
+    STRING_TYPE: ClassVar[str]
+    REGEX_CONTAINS: ClassVar[str]
+    """SQL true when {expression} (text) contains a match of the RE2 pattern '{pattern}'."""
+
+    @classmethod
+    def as_text(cls, expression: str) -> str:
+        """SQL casting an expression to the engine's string type."""
+        return f"CAST({expression} AS {cls.STRING_TYPE})"
+
+    @classmethod
+    def regex_contains(cls, expression: str, pattern: str) -> str:
+        """SQL that is true when the text expression contains a match of an RE2 pattern."""
+        if "'" in pattern:
+            raise ValueError("patterns must not contain a single quote")
+        return cls.REGEX_CONTAINS.format(expression=expression, pattern=pattern)
+
+    @classmethod
+    def type_family(cls, type_name: str) -> TypeFamily:
+        """The family of one of the engine's type names (parameters ignored); `other` when unknown."""
+        base = re.sub(r"\s*\(.*\)$", "", type_name.strip()).upper()
+        for family, names in cls.TYPE_FAMILIES.items():
+            if base in names:
+                return family
+        return "other"
+
+    # -- write, audit, export ------------------------------------------------------------------
 
     @abstractmethod
     def stage(self, dataset_id: str, query: str, params: dict[str, Any], partition: dt.date | None,
@@ -81,27 +136,15 @@ class Warehouse(ABC):
         """A Great Expectations Batch over the staged table, evaluated inside the warehouse."""
 
     @abstractmethod
-    def export(self, staged: StagedTable, dest: Path, order_by: list[str], fmt: str = "json") -> int:
-        """Stream the staged rows, ordered by order_by, into a local file; return the row count.
+    def export_source(self, staged: StagedTable, work: Path, store: Store,
+                      staging_prefix: str) -> AbstractContextManager[ExportSource]:
+        """The staged rows as a DuckDB relation for the part writers, for as long as the context lasts.
 
-        fmt is json (one JSON array of row objects), csv (with header) or parquet.
+        work is a private local directory for this export; staging_prefix a private prefix of
+        the store an engine may export into directly (and must leave empty).
         """
-
-    def write_parts(self, staged: StagedTable, order_by: list[str], fmt: str, max_bytes: int, out_dir: Path) -> list[Part]:
-        """The staged rows, ordered by order_by, as numbered parts of at most max_bytes in out_dir.
-
-        By default through one whole local file (`export`) cut by formats.split; an engine that
-        can hand over rows in batches writes the parts directly.
-        """
-        from pubdata import formats
-
-        whole = out_dir.parent / f"{out_dir.name}.whole.{fmt}"
-        try:
-            self.export(staged, whole, order_by, fmt)
-            return formats.split(whole, fmt, max_bytes, out_dir)
-        finally:
-            whole.unlink(missing_ok=True)
 
     @abstractmethod
     def drop(self, staged: StagedTable) -> None:
         """Remove a staged table (after a successful publish)."""
+

@@ -1,16 +1,10 @@
 """BigQuery, the production warehouse: reviewed queries run as written, staged into one table per dataset.
 
-Reviewed queries are BigQuery Standard SQL already, so they run untouched, with `@params` bound as
-typed query parameters (never formatted into the text). The reviewed query is dry-run first, so
-one that would scan more than `maximum_bytes_billed` is refused before it costs anything; every
-job carries the same cap, so BigQuery itself stops a job if an estimate was wrong. Incremental datasets
-replace exactly one day partition (`table$YYYYMMDD` with WRITE_TRUNCATE), so a re-run or a
-backfill never duplicates rows. Transient failures (429, 5xx, connection resets) are retried by the
-client's own retry objects, with the deadlines and delays set here; everything else becomes a
-QueryError (fix the query) or a WarehouseError (fix the setup) that says what to do.
-
-google.cloud.bigquery and great_expectations are imported inside methods only: the Airflow DAG
-processor imports the warehouses package when parsing DAGs and must not pay for them.
+Queries run untouched with `@params` bound as typed query parameters; a dry run refuses one over
+`maximum_bytes_billed` before it costs anything; incremental datasets replace exactly one day
+partition. Transient failures are retried by the client's own retry objects; everything else
+becomes a QueryError (fix the query) or a ConfigurationError (fix the setup). google.cloud is
+imported inside methods only: the DAG processor imports this package while parsing.
 """
 
 from __future__ import annotations
@@ -19,19 +13,20 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import decimal
-import json
-import math
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pubdata.warehouses.base import Column, QueryError, StagedTable, Warehouse, WarehouseError
+from pubdata.errors import ConfigurationError, QueryError, WarehouseError
+from pubdata.ids import DatasetId
+from pubdata.warehouses.base import Column, ExportSource, StagedTable, Warehouse
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from google.cloud import bigquery
+
+    from pubdata.stores.base import Store
 
 DEFAULT_STAGING_DATASET = "pubdata_staging"
 # 10 TiB: far above what a daily aggregate should scan, far below a runaway scan of a whole
@@ -40,11 +35,12 @@ DEFAULT_MAXIMUM_BYTES_BILLED = 10 * 1024**4
 DEFAULT_JOB_TIMEOUT = 60 * 60.0
 DEFAULT_EXPORT_PAGE_SIZE = 10_000
 
-_DATASET_ID_RE = re.compile(r"^(?P<ds>[a-z][a-z0-9_]*)\.(?P<table>[a-z][a-z0-9_]*_v[1-9][0-9]*)$")
 _BQ_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# 403s that clear by themselves: retried like any transient failure; other refusals need a fix.
+_TRANSIENT_REFUSALS = frozenset({"quotaExceeded", "rateLimitExceeded"})
 _URL_OPTIONS = ("staging_dataset", "location", "maximum_bytes_billed", "job_timeout")
 
 # Legacy type names returned in table schemas, mapped to the Standard SQL names the queries use.
@@ -65,18 +61,17 @@ _EXPORT_FORMATS = {
 
 def staging_table_name(dataset_id: str) -> str:
     """`<ds>.<table>_v<N>` -> `<ds>__<table>_v<N>`: one staging table per dataset, never shared."""
-    m = _DATASET_ID_RE.match(dataset_id)
-    if not m:
-        raise WarehouseError(
-            f"dataset id {dataset_id!r} is not <ds>.<table>_v<N> (lowercase letters, digits, underscores)"
-        )
-    return f"{m['ds']}__{m['table']}"
+    try:
+        return DatasetId.parse(dataset_id).staging_name
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
-def sql_path(dataset_id: str) -> str:
+def sql_path(dataset_id: str | None) -> str:
     """Where the reviewed query of a dataset lives, so error messages can point at it."""
-    ds, _, table = dataset_id.partition(".")
-    return f"sql/{ds}/{table}.sql"
+    if dataset_id is None:
+        return "the reviewed query"
+    return DatasetId.parse(dataset_id).query_path(Path(".")).as_posix()
 
 
 def label_value(text: str) -> str:
@@ -97,13 +92,13 @@ def query_parameters(params: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for name, value in params.items():
         if not _PARAM_NAME_RE.match(name):
-            raise WarehouseError(f"query parameter name {name!r} is not a valid BigQuery parameter name")
+            raise ConfigurationError(f"query parameter name {name!r} is not a valid BigQuery parameter name")
         if isinstance(value, (list, tuple)):
             if not value:
-                raise WarehouseError(f"query parameter @{name} is an empty list: BigQuery needs an element type")
+                raise ConfigurationError(f"query parameter @{name} is an empty list: BigQuery needs an element type")
             types = {_param_type(name, v) for v in value}
             if len(types) != 1:
-                raise WarehouseError(f"query parameter @{name} mixes types {sorted(types)}: use one type per array")
+                raise ConfigurationError(f"query parameter @{name} mixes types {sorted(types)}: use one type per array")
             out.append(bigquery.ArrayQueryParameter(name, types.pop(), [_param_value(v) for v in value]))
         else:
             out.append(bigquery.ScalarQueryParameter(name, _param_type(name, value), _param_value(value)))
@@ -127,7 +122,7 @@ def _param_type(name: str, value: Any) -> str:
         return "TIMESTAMP"
     if isinstance(value, dt.date):
         return "DATE"
-    raise WarehouseError(
+    raise ConfigurationError(
         f"query parameter @{name} has type {type(value).__name__}, which has no BigQuery type here: "
         "use bool, int, float, Decimal, str, bytes, date, datetime or a list of one of them"
     )
@@ -137,7 +132,7 @@ def _param_value(value: Any) -> Any:
     if isinstance(value, str) and _iso_date(value):
         return _iso_date(value)
     if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -150,29 +145,6 @@ def _iso_date(value: str) -> dt.date | None:
         return None
 
 
-def _json_default(value: Any) -> Any:
-    """JSON for the values the client decodes rows into (dates, timestamps, NUMERIC, BYTES)."""
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, bytes):
-        import base64
-
-        return base64.b64encode(value).decode("ascii")
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_non_finite(v) for v in value)
-    return False
-
-
 class BigQueryWarehouse(Warehouse):
     """Stages reviewed queries in `<project>.<staging_dataset>`, validates and exports from there.
 
@@ -182,6 +154,31 @@ class BigQueryWarehouse(Warehouse):
     """
 
     engine = "bigquery"
+    STRING_TYPE = "STRING"
+    REGEX_CONTAINS = "REGEXP_CONTAINS({expression}, r'{pattern}')"
+    TYPE_FAMILIES = {
+        "date": frozenset({"DATE"}),
+        "timestamp": frozenset({"TIMESTAMP", "DATETIME"}),
+        "time": frozenset({"TIME"}),
+        "string": frozenset({"STRING"}),
+        "boolean": frozenset({"BOOL"}),
+        "integer": frozenset({"INT64"}),
+        "fractional": frozenset({"FLOAT64", "NUMERIC", "BIGNUMERIC"}),
+        "object": frozenset({"STRUCT", "JSON"}),
+    }
+
+    @staticmethod
+    def quote(name: str) -> str:
+        if "`" in name or "\\" in name:
+            raise ValueError(f"column name {name!r} cannot be quoted for BigQuery")
+        return f"`{name}`"
+
+
+    @classmethod
+    def type_family(cls, type_name: str) -> str:
+        if type_name.strip().upper().startswith("ARRAY<"):
+            return "array"
+        return super().type_family(re.sub(r"<.*", "", type_name))
 
     def __init__(
         self,
@@ -199,13 +196,13 @@ class BigQueryWarehouse(Warehouse):
         export_page_size: int = DEFAULT_EXPORT_PAGE_SIZE,
     ) -> None:
         if not project or "/" in project or "`" in project:
-            raise WarehouseError(f"BigQuery project {project!r} is not a project id")
+            raise ConfigurationError(f"BigQuery project {project!r} is not a project id")
         if not _BQ_DATASET_RE.match(staging_dataset):
-            raise WarehouseError(
+            raise ConfigurationError(
                 f"staging_dataset {staging_dataset!r} is not a BigQuery dataset name (letters, digits, underscores)"
             )
         if maximum_bytes_billed <= 0:
-            raise WarehouseError(f"maximum_bytes_billed must be positive, got {maximum_bytes_billed}")
+            raise ConfigurationError(f"maximum_bytes_billed must be positive, got {maximum_bytes_billed}")
         self.project = project
         self.staging_dataset = staging_dataset
         self.location = location
@@ -220,19 +217,22 @@ class BigQueryWarehouse(Warehouse):
         self._tables: dict[str, Any] = {}
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> BigQueryWarehouse:
-        """`bigquery://<project>[?staging_dataset=&location=&maximum_bytes_billed=&job_timeout=]` (PUBDATA_WAREHOUSE)."""
+    def from_url(cls, url: str, *, home: Path | None = None, **kwargs: Any) -> BigQueryWarehouse:
+        """`bigquery://<project>[?staging_dataset=&location=&maximum_bytes_billed=&job_timeout=]` (PUBDATA_WAREHOUSE).
+
+        home (the embedded stack's state directory) is not used: BigQuery keeps its own state.
+        """
         parts = urlsplit(url)
         if parts.scheme != "bigquery" or not parts.netloc:
-            raise WarehouseError(f"PUBDATA_WAREHOUSE={url!r}: expected bigquery://<project>[?staging_dataset=...]")
+            raise ConfigurationError(f"PUBDATA_WAREHOUSE={url!r}: expected bigquery://<project>[?staging_dataset=...]")
         if parts.path not in ("", "/"):
-            raise WarehouseError(
+            raise ConfigurationError(
                 f"PUBDATA_WAREHOUSE={url!r}: name the staging dataset with ?staging_dataset=, not as a path"
             )
         options: dict[str, Any] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
             if key not in _URL_OPTIONS:
-                raise WarehouseError(
+                raise ConfigurationError(
                     f"PUBDATA_WAREHOUSE={url!r}: unknown option {key!r}; known: {', '.join(_URL_OPTIONS)}"
                 )
             options[key] = value
@@ -242,7 +242,7 @@ class BigQueryWarehouse(Warehouse):
             if "job_timeout" in options:
                 options["job_timeout"] = float(options["job_timeout"])
         except ValueError as exc:
-            raise WarehouseError(
+            raise ConfigurationError(
                 f"PUBDATA_WAREHOUSE={url!r}: {exc}; maximum_bytes_billed is a number of bytes, job_timeout seconds"
             ) from None
         if options.get("location") == "":
@@ -310,7 +310,7 @@ class BigQueryWarehouse(Warehouse):
         if isinstance(partition, dt.datetime):
             partition = partition.date()
         if partition_field is not None and not _COLUMN_RE.match(partition_field):
-            raise WarehouseError(f"partition_field {partition_field!r} is not a column name")
+            raise ConfigurationError(f"partition_field {partition_field!r} is not a column name")
         staged = StagedTable(
             dataset_id=dataset_id,
             location=f"{self.project}.{self.staging_dataset}",
@@ -389,7 +389,7 @@ class BigQueryWarehouse(Warehouse):
             result = [tuple(row.values()) for row in rows]
         if len(result) != 1 or len(result[0]) != 1:
             shape = f"{len(result)} row(s)" if len(result) != 1 else f"{len(result[0])} columns"
-            raise WarehouseError(
+            raise ConfigurationError(
                 f"a scalar validation query must return one row with one column, got {shape}: {text}"
             )
         return result[0][0]
@@ -414,37 +414,79 @@ class BigQueryWarehouse(Warehouse):
             asset = datasource.add_query_asset(name=asset_name, query=self.gx_query(staged))
             return asset.add_batch_definition_whole_table("staged").get_batch()
         except TestConnectionError as exc:
-            raise WarehouseError(
+            raise ConfigurationError(
                 f"Great Expectations could not connect to BigQuery project {self.project}: {exc}; "
                 "set up Application Default Credentials (gcloud auth application-default login, or "
                 "GOOGLE_APPLICATION_CREDENTIALS)"
             ) from exc
 
-    def export(self, staged: StagedTable, dest: Path, order_by: list[str], fmt: str = "json") -> int:
-        """Stream the staged rows into one local file, page by page; return the row count.
+    @contextlib.contextmanager
+    def export_source(self, staged: StagedTable, work: Path, store: Store,
+                      staging_prefix: str) -> Iterator[ExportSource]:
+        """The staged partition as Parquet shards on local disk, read by DuckDB (which sorts them).
 
-        json is one array of row objects, csv has a header, parquet is zstd-compressed (as the
-        embedded engine writes them). With order_by the rows come from an ORDER BY query, so the
-        file is deterministic; without, from tabledata.list, which is free but unordered. The
-        file appears only once complete.
+        Into a gs:// bucket an extract job writes the shards, so no rows pass through the API;
+        into any other store the rows are read page by page with tabledata.list (free). Either
+        way the shards have no row order, so export sorts them.
         """
-        if fmt not in _EXPORT_FORMATS:
-            raise WarehouseError(f"export format {fmt!r} is not one of {', '.join(_EXPORT_FORMATS)}")
-        for column in order_by:
-            if not _COLUMN_RE.match(column):
-                raise WarehouseError(f"order_by column {column!r} is not a column name")
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
+        import duckdb
+
+        if store.url.startswith("gs://"):
+            shards = self._extract_shards(staged, work, store, staging_prefix)
+        else:
+            shards = self._download_shards(staged, work)
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in shards) + "]"
+        con = duckdb.connect()
+        try:
+            yield ExportSource(con, f"read_parquet({files})", None, work / "spill")
+        finally:
+            con.close()
+
+    def _extract_shards(self, staged: StagedTable, work: Path, store: Store, staging_prefix: str) -> list[Path]:
+        """Extract job -> Parquet shards under the store's staging prefix -> local files (the bucket's removed)."""
+        extract_prefix = f"{staging_prefix}/extract/"
+        self.extract_to_gcs(staged, f"{store.url}/{extract_prefix}part-*.parquet", fmt="parquet")
+        shards = [k for k in store.list(extract_prefix) if k.endswith(".parquet")]
+        if not shards:
+            raise ConfigurationError(
+                f"the extract job for {staged.dataset_id} ({staged.partition or 'full table'}) wrote no files under "
+                f"{store.url}/{extract_prefix}: check that the BigQuery service account may write to the bucket "
+                "(roles/storage.objectAdmin)"
+            )
+        local = []
+        for i, key in enumerate(shards):
+            path = work / "shards" / f"{i:06d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store.download_file(key, path)
+            local.append(path)
+        for key in shards:
+            store.delete(key)
+        return local
+
+    def _download_shards(self, staged: StagedTable, work: Path) -> list[Path]:
+        """The staged partition read page by page (tabledata.list) into one local Parquet shard."""
+        import pyarrow.parquet as pq
+        from google.cloud import bigquery
+
+        path = work / "shards" / "000000.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
         with self._errors("exporting", staged=staged):
-            rows = self._rows(staged, order_by)
+            rows = self.client.list_rows(
+                bigquery.Table(self._table_id(staged, decorated=True), schema=self._table(staged).schema),
+                page_size=self.export_page_size, retry=self._retry, timeout=self.job_timeout,
+            )
+            writer = None
             try:
-                writer = {"json": _write_json, "csv": _write_csv, "parquet": _write_parquet}[fmt]
-                count = writer(rows, part, staged)
-                os.replace(part, dest)
+                for batch in rows.to_arrow_iterable():  # one page at a time, with the table's Arrow types
+                    if writer is None:
+                        writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
+                    writer.write_batch(batch)
+                if writer is None:
+                    raise WarehouseError(f"BigQuery returned no result pages for {staged.dataset_id}, not even an empty one")
             finally:
-                part.unlink(missing_ok=True)
-        return count
+                if writer is not None:
+                    writer.close()
+        return [path]
 
     def drop(self, staged: StagedTable) -> None:
         """Delete the run's partition (or the whole table when unpartitioned); absent is fine."""
@@ -453,17 +495,6 @@ class BigQueryWarehouse(Warehouse):
             self.client.delete_table(
                 self._table_id(staged, decorated=True), not_found_ok=True, retry=self._retry
             )
-
-    def exists(self, staged: StagedTable) -> bool:
-        """Whether the staged table is there (a partition may still be empty)."""
-        from google.api_core.exceptions import NotFound
-
-        with self._errors("looking for the staged table", staged=staged):
-            try:
-                self.client.get_table(self._table_id(staged), retry=self._retry)
-            except NotFound:
-                return False
-        return True
 
     # -- production extras -----------------------------------------------------------------
 
@@ -477,9 +508,9 @@ class BigQueryWarehouse(Warehouse):
         from google.cloud import bigquery
 
         if fmt not in _EXPORT_FORMATS:
-            raise WarehouseError(f"export format {fmt!r} is not one of {', '.join(_EXPORT_FORMATS)}")
+            raise ConfigurationError(f"export format {fmt!r} is not one of {', '.join(_EXPORT_FORMATS)}")
         if not destination_uri.startswith("gs://"):
-            raise WarehouseError(f"destination_uri {destination_uri!r} is not a gs:// URI")
+            raise ConfigurationError(f"destination_uri {destination_uri!r} is not a gs:// URI")
         destination_format, compression = _EXPORT_FORMATS[fmt]
         config = bigquery.ExtractJobConfig(
             destination_format=destination_format, compression=compression, labels=self._labels(staged, "extract")
@@ -551,7 +582,7 @@ class BigQueryWarehouse(Warehouse):
         day = _partition_date(staged).isoformat()
         partitioning = self._table(staged).time_partitioning
         if partitioning is None:
-            raise WarehouseError(
+            raise ConfigurationError(
                 f"staged table {self._table_id(staged)} is not partitioned but the run names partition {day}: "
                 "drop the staging table and stage again"
             )
@@ -563,33 +594,6 @@ class BigQueryWarehouse(Warehouse):
             column = f"`{field}`" if types.get(field) == "DATE" else f"DATE(`{field}`)"
             condition = f"{column} = DATE '{day}'"
         return f" WHERE {condition}"
-
-    def _rows(self, staged: StagedTable, order_by: list[str]):
-        """A RowIterator over the staged rows that fetches one page at a time."""
-        from google.cloud import bigquery
-
-        if not order_by:
-            return self.client.list_rows(
-                bigquery.Table(self._table_id(staged, decorated=True), schema=self._table(staged).schema),
-                page_size=self.export_page_size,
-                retry=self._retry,
-                timeout=self.job_timeout,
-            )
-        ordering = ", ".join(f"`{c}`" for c in order_by)
-        job = self.client.query(
-            f"SELECT * FROM {self._relation(staged)} ORDER BY {ordering}",
-            job_config=bigquery.QueryJobConfig(
-                maximum_bytes_billed=self.maximum_bytes_billed,
-                labels=self._labels(staged, "export"),
-                priority=bigquery.QueryPriority.INTERACTIVE,
-                use_legacy_sql=False,
-            ),
-            location=self.location,
-            retry=self._retry,
-            job_retry=self._job_retry,
-            job_id_prefix=self._job_id_prefix(staged, "export"),
-        )
-        return self._wait(job, page_size=self.export_page_size)
 
     def _labels(self, staged: StagedTable, step: str) -> dict[str, str]:
         """Labels on every job, so billing and the job list show which dataset and run spent what."""
@@ -626,9 +630,9 @@ class BigQueryWarehouse(Warehouse):
         self, action: str, *, dataset_id: str | None = None, staged: StagedTable | None = None
     ) -> Iterator[None]:
         """Client exceptions -> QueryError (fix the query) or WarehouseError (fix the setup, or retry later)."""
+        import requests
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
-        import requests
 
         dataset_id = dataset_id or (staged.dataset_id if staged else None)
         where = f" for {dataset_id}" if dataset_id else ""
@@ -654,14 +658,16 @@ class BigQueryWarehouse(Warehouse):
                 "billingNotEnabled": f"enable billing on project {self.project}",
                 "quotaExceeded": "wait for the quota to reset or raise it in the Cloud console",
                 "responseTooLarge": "export with extract_to_gcs instead of reading results",
-            }.get(reason, "check the account's permissions and the project's quotas")
-            raise WarehouseError(
+            }.get(reason or "", "check the account's permissions and the project's quotas")
+            refused: type[WarehouseError | ConfigurationError] = (
+                WarehouseError if reason in _TRANSIENT_REFUSALS else ConfigurationError)
+            raise refused(
                 f"BigQuery refused {action}{where} ({reason or 'forbidden'}): {_message(exc)}; {fix}"
             ) from exc
         except gexc.NotFound as exc:
             message = _message(exc)
             if f"Dataset {self.project}:{self.staging_dataset}" in message:
-                raise WarehouseError(
+                raise ConfigurationError(
                     f"the staging dataset {self.project}.{self.staging_dataset} does not exist ({message}): create it "
                     f"(bq mk --dataset {'--location=' + self.location + ' ' if self.location else ''}"
                     f"{self.project}:{self.staging_dataset}) or set staging_dataset= in PUBDATA_WAREHOUSE"
@@ -678,7 +684,7 @@ class BigQueryWarehouse(Warehouse):
         except gexc.GoogleAPIError as exc:
             raise WarehouseError(f"BigQuery failed while {action}{where}: {_message(exc)}") from exc
         except auth_exc.GoogleAuthError as exc:
-            raise WarehouseError(
+            raise ConfigurationError(
                 f"no usable Google credentials while {action}{where}: {exc}; run `gcloud auth application-default login` "
                 "or set GOOGLE_APPLICATION_CREDENTIALS"
             ) from exc
@@ -687,7 +693,7 @@ class BigQueryWarehouse(Warehouse):
         except requests.RequestException as exc:
             raise WarehouseError(f"could not reach BigQuery while {action}{where}: {exc}") from exc
 
-    def _bad_request(self, exc, action: str, dataset_id: str | None) -> WarehouseError:
+    def _bad_request(self, exc, action: str, dataset_id: str | None) -> QueryError | ConfigurationError:
         reason, message = _reason(exc), _message(exc)
         if reason == "bytesBilledLimitExceeded":
             return QueryError(
@@ -701,7 +707,7 @@ class BigQueryWarehouse(Warehouse):
                 if dataset_id
                 else "the staging table"
             )
-            return WarehouseError(
+            return ConfigurationError(
                 f"{table} was created with another partitioning than this run asks for ({message}); "
                 f"drop it (bq rm -t {table.replace('.', ':', 1)}) and stage again"
             )
@@ -713,75 +719,11 @@ class BigQueryWarehouse(Warehouse):
         return QueryError(f"BigQuery rejected the SQL while {action}{where}: {message}")
 
 
-def _write_json(rows, path: Path, staged: StagedTable) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8") as out:
-        out.write("[")
-        for row in rows:
-            record = dict(row.items())
-            if _has_non_finite(record):
-                raise WarehouseError(
-                    f"row {count} of {staged.dataset_id} holds NaN or infinity, which JSON cannot carry: "
-                    f"fix {sql_path(staged.dataset_id)} (e.g. SAFE_DIVIDE, IFNULL)"
-                )
-            out.write("\n" if count == 0 else ",\n")
-            out.write(json.dumps(record, default=_json_default, ensure_ascii=False, allow_nan=False))
-            count += 1
-        out.write("\n]\n" if count else "]\n")
-    return count
-
-
-def _write_csv(rows, path: Path, staged: StagedTable) -> int:
-    import csv
-
-    count = 0
-    with path.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow([f.name for f in rows.schema])
-        for row in rows:
-            writer.writerow([_csv_value(v) for v in row.values()])
-            count += 1
-    return count
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=_json_default, ensure_ascii=False)
-    if isinstance(value, (dt.date, dt.datetime, dt.time, decimal.Decimal, bytes)):
-        return _json_default(value)
-    return value
-
-
-def _write_parquet(rows, path: Path, staged: StagedTable) -> int:
-    """One record batch per page (the client converts pages with the table's own Arrow types)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    count = 0
-    writer = None
-    try:
-        for batch in rows.to_arrow_iterable():
-            if writer is None:
-                writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
-            writer.write_table(pa.Table.from_batches([batch]))
-            count += batch.num_rows
-        if writer is None:
-            raise WarehouseError(f"BigQuery returned no result pages for {staged.dataset_id}, not even an empty one")
-    finally:
-        if writer is not None:
-            writer.close()
-    return count
-
-
 def _split_location(location: str) -> tuple[str, str]:
     """`project.dataset` -> parts; project ids may contain dots (domain-scoped), dataset names cannot."""
     project, _, dataset = location.rpartition(".")
     if not project or not dataset:
-        raise WarehouseError(f"staged location {location!r} is not <project>.<dataset>")
+        raise ConfigurationError(f"staged location {location!r} is not <project>.<dataset>")
     return project, dataset
 
 
@@ -790,7 +732,7 @@ def _partition_date(staged: StagedTable) -> dt.date:
     try:
         return dt.date.fromisoformat(staged.partition or "")
     except ValueError:
-        raise WarehouseError(f"staged partition {staged.partition!r} is not YYYY-MM-DD") from None
+        raise ConfigurationError(f"staged partition {staged.partition!r} is not YYYY-MM-DD") from None
 
 
 def _standard_type(field) -> str:

@@ -1,0 +1,478 @@
+"""The `pubdata` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pubdata.config import settings
+from pubdata.declarations import Declaration, load_all
+from pubdata.policy.verdict import Verdict, verdict
+
+app = typer.Typer(help="Publish reviewed, aggregated telemetry to a public bucket, safely.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+# Piped or under make, rich would wrap every table at 80 columns; COLUMNS still wins when set.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240
+console = Console(width=_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
+
+
+def _select(ids: list[str] | None):
+    cfg = settings()
+    catalog = load_all(cfg.project)
+    if ids:
+        unknown = [i for i in ids if i not in catalog.declarations]
+        broken = {str(e.path) for e in catalog.problems}
+        for i in unknown:
+            hint = " (its declaration has errors: run `pubdata check`)" if any(i.split(".")[0] in b for b in broken) else ""
+            err.print(f"[red]unknown dataset {i}[/red]{hint}; known: {', '.join(sorted(catalog.declarations)) or 'none'}")
+        if unknown:
+            raise typer.Exit(2)
+        return cfg, catalog, [catalog.declarations[i] for i in ids]
+    return cfg, catalog, list(catalog.declarations.values())
+
+
+@app.command()
+def synth(
+    scale: Annotated[int, typer.Option(help="Rows of clients_daily.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed and scale give the same tables.")] = 20261101,
+    days: Annotated[int, typer.Option(help="Days of data, ending at --end.")] = 3,
+    end: Annotated[str, typer.Option(help="Last day of data (YYYY-MM-DD).")] = "2026-11-01",
+    force: Annotated[bool, typer.Option(help="Regenerate even if the warehouse already matches.")] = False,
+):
+    """Generate the synthetic source tables in the embedded DuckDB warehouse."""
+    from pubdata.sources import synthetic
+
+    cfg = settings()
+    if not cfg.warehouse_url.startswith("duckdb://"):
+        err.print("[red]pubdata synth writes the embedded DuckDB warehouse; PUBDATA_WAREHOUSE is not duckdb://[/red]")
+        raise typer.Exit(2)
+    from pubdata.warehouses.duckdb import DuckDBWarehouse
+
+    path = DuckDBWarehouse.from_url(cfg.warehouse_url).source
+    spec = synthetic.SynthSpec(seed=seed, scale=scale, end_date=dt.date.fromisoformat(end), days=days)
+    if not force and synthetic.existing_spec(path) == spec:
+        console.print(f"synthetic warehouse {path} is up to date (seed {seed}, {scale:,} rows)")
+        return
+    counts = synthetic.generate(path, spec)
+    for table, n in counts.items():
+        console.print(f"{table}: {n:,} rows")
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def check(ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all when omitted.")] = None,
+          all_: Annotated[bool, typer.Option("--all", help="Also report datasets that will not publish, and exit 0.")] = False):
+    """Validate declarations and the publishing policy; exit 1 naming file, rule and fix."""
+    from pubdata import gate
+
+    cfg, catalog, decls = _select(ids)
+    problems = gate.check_all(cfg.project, catalog, decls, include_load_errors=not ids)
+    table = Table(title="pubdata check", show_lines=False)
+    for col in ("dataset", "verdict", "result"):
+        table.add_column(col)
+    bad = {p.dataset for p in problems}
+    for d in decls:
+        v = verdict(d.spec)
+        table.add_row(d.id, v.status, "[red]problems[/red]" if d.id in bad else "[green]ok[/green]")
+    console.print(table)
+    for p in problems:
+        console.print(f"[red]✗[/red] {p.file}: [bold]{p.rule}[/bold]: {p.message}\n    fix: {p.fix}")
+    if problems and not all_:
+        raise typer.Exit(1)
+    if not problems:
+        console.print(f"[green]all {len(decls)} declaration(s) pass[/green]")
+
+
+@app.command()
+def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).")],
+        ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all declared datasets when omitted.")] = None):
+    """Run datasets' DAGs through Airflow for one date, then print a summary."""
+    from pubdata.orchestration import runner
+
+    day = _parse_day(date, "--date")
+    cfg, catalog, decls = _select(ids)
+    for e in catalog.problems if not ids else []:
+        err.print(f"[yellow]skipped:[/yellow] {e}")
+    runnable: list[tuple[Declaration, Verdict]] = []
+    refused: list[tuple[Declaration, Verdict]] = []
+    for d in decls:
+        v = verdict(d.spec)
+        (runnable if v.allows_publish else refused).append((d, v))
+    console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
+    runner.ensure_airflow_db(cfg)
+    outcomes = []
+    for d, _ in runnable:
+        with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:
+            out = runner.run_dag(cfg, d.id, d.dag_id, day.isoformat(), day.isoformat() if d.spec.incremental else None,
+                                 on_task=_task_progress(d.id, status))
+        mark = "[green]published[/green]" if out.ok else "[red]FAILED[/red]"
+        console.print(f"{d.id}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
+        outcomes.append((d, out))
+    _summary(cfg, outcomes, refused, day)
+    if any(not o.ok for _, o in outcomes):
+        raise typer.Exit(1)
+
+
+def _task_progress(dataset_id: str, status):
+    """Show the running task in the spinner and print a line as each task ends."""
+    def on_task(event) -> None:
+        if not event.ended:
+            status.update(f"{dataset_id}: [bold]{event.task_id}[/bold] running ...")
+            return
+        mark = "[green]✓[/green]" if event.state == "success" else "[red]✗[/red]"
+        took = f" in {event.seconds}s" if event.seconds is not None else ""
+        console.print(f"  {mark} {event.task_id} {event.state}{took}")
+    return on_task
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _summary(cfg, outcomes, refused, day) -> None:
+    table = Table(title=f"pubdata run — {day}")
+    for col in ("dataset", "rows", "validation", "files", "review", "where to look"):
+        # ids, links and paths stay whole (copyable); long reasons wrap at word boundaries
+        table.add_column(col, no_wrap=col in ("dataset", "review"), overflow="fold")
+    for d, out in outcomes:
+        rec = out.record
+        validation = rec.validation if rec is not None else None
+        outcome = validation.outcome if validation is not None else "not run"
+        if validation is not None and outcome == "failed":
+            outcome = "failed: " + "; ".join(f.description for f in validation.failures)
+        elif validation is not None and outcome == "error":
+            outcome = "error: " + "; ".join(str(f.error)[:80] for f in validation.errors)
+        files = len(rec.published.files) if rec is not None and rec.published is not None else 0
+        if out.ok:
+            where = (_rel(Path(cfg.bucket_url.removeprefix("file://")) / d.dataset_id.public_prefix / "metadata.json")
+                     if cfg.bucket_url.startswith("file://") else f"{cfg.public_base_url}{d.dataset_id.public_prefix}/metadata.json")
+        else:
+            quarantined = rec is not None and rec.state == "quarantined"
+            where = f"log {_rel(out.log)}" + (" · staged table kept as quarantine" if quarantined else "")
+        rows = rec.rows if rec is not None and rec.rows is not None else "-"
+        table.add_row(d.id, f"{rows}", outcome, str(files), str(d.spec.review.bugs[0]), where)
+    for d, v in refused:
+        table.add_row(d.id, "-", f"not run: {v.status}", "0", str(d.spec.review.bugs[0]), "; ".join(v.reasons))
+    console.print(table)
+    console.print(f"Public bucket: {cfg.bucket_url}  (served as {cfg.public_base_url}; index all-datasets.json, "
+                  "catalog index.html: `pubdata catalog --serve`)")
+
+
+def _parse_day(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]{option} {value!r} is not a date; use YYYY-MM-DD[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def backfill(dataset_id: Annotated[str, typer.Argument(help="An incremental dataset, e.g. telemetry_public.page_loads_by_country_v1")],
+             start: Annotated[str, typer.Option(help="First day to publish (YYYY-MM-DD).")],
+             end: Annotated[str, typer.Option(help="Last day to publish, included (YYYY-MM-DD).")],
+             force: Annotated[bool, typer.Option(help="Also republish days already published by the current query.")] = False):
+    """Publish every day from --start to --end through Airflow; after a failure, the same command resumes."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from pubdata.orchestration import backfill as backfilling
+
+    first, last = _parse_day(start, "--start"), _parse_day(end, "--end")
+    cfg, _catalog, decls = _select([dataset_id])
+    decl = decls[0]
+    judged = verdict(decl.spec)
+    if not judged.allows_publish:
+        err.print(f"[red]{decl.id} may not be published: policy verdict {judged.status}[/red]: {'; '.join(judged.reasons)}. Fix: {judged.fix}")
+        raise typer.Exit(1)
+    try:
+        plan = backfilling.plan(cfg, decl, first, last, force=force)
+    except backfilling.BackfillError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if plan.skipped:
+        console.print(f"skipping {len(plan.skipped)} day(s) already published by this query "
+                      f"({plan.skipped[0]} .. {plan.skipped[-1]}); --force republishes them")
+    if not plan.to_run:
+        console.print(f"[green]nothing to do[/green]: every day from {first} to {last} is published")
+        return
+    console.print(f"Backfilling {decl.id}: {len(plan.to_run)} day(s) through Airflow (metadata DB under {cfg.airflow_home})")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(decl.id, total=len(plan.to_run))
+
+        current = {"day": first}
+
+        def on_start(day: dt.date) -> None:
+            current["day"] = day
+            progress.update(bar, description=f"{decl.id} {day}")
+
+        def on_task(event) -> None:
+            if not event.ended:
+                progress.update(bar, description=f"{decl.id} {current['day']}: {event.task_id}")
+
+        def on_done(out) -> None:
+            state = out.record.state if out.record is not None else "not started"
+            mark = "[green]published[/green]" if out.ok else f"[red]FAILED[/red] ({state})"
+            progress.console.print(f"{out.date}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
+            progress.advance(bar)
+
+        outcomes = backfilling.run(cfg, decl, plan.to_run, on_start=on_start, on_done=on_done, on_task=on_task)
+    done = sum(1 for o in outcomes if o.ok)
+    console.print(f"{decl.id}: {done} published, {len(plan.skipped)} skipped, "
+                  f"{len(plan.to_run) - len(outcomes)} not run")
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        out = failed[0]
+        validation = out.record.validation if out.record is not None else None
+        failures = "; ".join(f.description for f in validation.failures) if validation else ""
+        err.print(f"[red]{out.date} failed[/red]{': ' + failures if failures else ''} (log: {_rel(out.log)}). "
+                  f"Fix it, then run the same command again: it resumes from {out.date}.")
+        raise typer.Exit(1)
+
+
+@app.command()
+def review(dataset_id: Annotated[str, typer.Argument(help="Dataset id, e.g. telemetry_public.page_loads_by_country_v1")]):
+    """Print the review request to paste into the review bug (Markdown): the four review questions
+    with their answers and reasons, the verdict, the static checks and the steward's checklist."""
+    from pubdata.policy.review import review_markdown
+
+    cfg, _catalog, decls = _select([dataset_id])
+    # Plain stdout, not rich: the text is pasted as is, so no markup, colour or re-wrapping.
+    sys.stdout.write(review_markdown(decls[0], cfg.project))
+
+
+@app.command()
+def schema(check_only: Annotated[bool, typer.Option("--check", help="Exit 1 if the committed schema is stale; write nothing.")] = False):
+    """Write schema/declaration.schema.json, the JSON Schema editors use to complete declarations."""
+    from pubdata.declarations import schema as declaration_schema
+
+    cfg = settings()
+    target = declaration_schema.path(cfg.project)
+    name = declaration_schema.SCHEMA_FILE.as_posix()  # relative to the project, like `pubdata check`
+    if declaration_schema.is_current(cfg.project):
+        console.print(f"{name} is up to date")
+        return
+    if check_only:
+        state = "is stale: the declaration models changed" if target.is_file() else "is missing"
+        err.print(f"[red]{name} {state}[/red]. Fix: run `pubdata schema` and commit the file.")
+        raise typer.Exit(1)
+    declaration_schema.write(cfg.project)
+    console.print(f"wrote {name}")
+
+
+def _status_row(d, rec) -> dict:
+    """What `pubdata status` shows of a dataset's latest run (rec: a RunRecord, or None)."""
+    if rec is None:
+        return {"dataset": d.id, "partition": None, "outcome": "never run", "state": "never run", "when": None,
+                "run_id": None, "rows": None, "failing": [], "report": None, "alert": None}
+    state = rec.state
+    outcome = {"published": "published", "quarantined": "failed validation", "validation_error": "error"}.get(state, state)
+    q = rec.quarantine
+    if state == "quarantined" and q is not None:
+        outcome += f" (quarantine purged {q.purged_at[:10]})" if q.purged_at else f" (quarantined until {q.expires[:10]})"
+    failing: list[str] = []
+    if rec.validation is not None:
+        v = rec.validation
+        if v.warnings and state == "published":
+            outcome += f" with {len(v.warnings)} warning(s)"
+        failing = [f"{f.description}: observed {f.observed}" for f in v.failures]
+        failing += [f"error: {f.description}: {f.error}" for f in v.errors]
+        failing += [f"warning: {f.description}" for f in v.warnings]
+    return {"dataset": d.id, "partition": rec.partition, "outcome": outcome, "state": state,
+            "when": rec.finished_at or rec.updated_at, "run_id": rec.run_id,
+            "rows": rec.rows, "failing": failing, "report": rec.report,
+            "alert": (rec.alert or {}).get("webhook")}
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
+    """The latest run of each dataset: outcome, when, rows, failing expectations, report."""
+    import json
+
+    from pubdata.orchestration.records import RunRecords
+
+    cfg, catalog, decls = _select(None)
+    records = RunRecords(cfg.internal_dir)
+    rows = [_status_row(d, records.latest(d.id)) for d in decls]
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title="pubdata status")
+    for col in ("dataset", "partition", "outcome", "when", "rows", "failing expectations", "report"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        report = f"[link={Path(r['report']).as_uri()}]{_rel(Path(r['report']))}[/link]" if r["report"] else "-"
+        table.add_row(r["dataset"], r["partition"] or "-", r["outcome"], r["when"] or "-",
+                      "-" if r["rows"] is None else f"{r['rows']:,}", "\n".join(r["failing"]) or "-", report)
+    console.print(table)
+
+
+@app.command()
+def quarantine(purge: Annotated[bool, typer.Option("--purge", help="Drop staged tables whose quarantine has expired.")] = False):
+    """Staged tables kept from runs that failed validation (internal; never exported)."""
+    from pubdata.errors import ConfigurationError
+    from pubdata.orchestration import quarantine as quarantining
+
+    cfg = settings()
+    try:
+        purged = quarantining.purge(cfg) if purge else []
+    except ConfigurationError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    for rec in purged:
+        expires = rec.quarantine.expires if rec.quarantine else "?"
+        console.print(f"purged {rec.dataset} {rec.partition or 'full'} (expired {expires})")
+    held = quarantining.held(cfg)
+    table = Table(title=f"pubdata quarantine (retention {quarantining.retention_days()} days)")
+    for col in ("dataset", "partition", "since", "expires", "staged table", "failing expectations"):
+        table.add_column(col, overflow="fold")
+    for rec in held:
+        q = rec.quarantine
+        assert q is not None
+        fails = "; ".join(f.description for f in rec.validation.failures) if rec.validation else ""
+        table.add_row(rec.dataset, rec.partition or "full", q.since, q.expires,
+                      f"{q.staged.get('location')} {q.staged.get('table')}", fails)
+    console.print(table)
+
+
+@app.command()
+def serve(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+          host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1"):
+    """Serve the local public bucket over HTTP at PUBDATA_PUBLIC_BASE_URL (read-only)."""
+    import time
+
+    from pubdata.stores import open_store
+    from pubdata.stores import serve as serving
+    from pubdata.stores.local import LocalStore
+
+    cfg = settings()
+    store = open_store(cfg.bucket_url)
+    if not isinstance(store, LocalStore):
+        err.print(f"[red]{cfg.bucket_url} is not a local bucket; it is served by its own host[/red]")
+        raise typer.Exit(2)
+    server = serving.start(store, host, port, verbose=True)
+    console.print(f"serving {store.root} at http://{host}:{port}/  (index: http://{host}:{port}/all-datasets.json); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@app.command()
+def new(dataset_id: Annotated[str, typer.Argument(help="<dataset>.<table>[_v<N>], e.g. telemetry_public.active_hours_by_country_v1 (v1 when no version).")],
+        owner: Annotated[str, typer.Option(help="E-mail of the owning team; the DAG's owner and on-call alerts.")],
+        bug: Annotated[str, typer.Option(help="URL of the review bug, where the data steward reviews the dataset.")],
+        data_review: Annotated[str | None, typer.Option(help="URL of the data-collection review of the source fields; without one the dataset needs a steward's sign-off.")] = None,
+        start_date: Annotated[str | None, typer.Option(help="First day the DAG publishes (YYYY-MM-DD); today when omitted.")] = None,
+        friendly_name: Annotated[str | None, typer.Option(help="Title shown to the public; derived from the table name when omitted.")] = None):
+    """Scaffold a dataset that runs as it is: declaration (every policy field commented), query, expectations, SQL test case."""
+    from pubdata.declarations import scaffold
+
+    cfg = settings()
+    try:
+        dataset_id = scaffold.parse_id(dataset_id)
+        made = scaffold.scaffold(cfg.project, dataset_id, owner=owner, bug=bug, data_review=data_review,
+                                 start_date=_parse_day(start_date, "--start-date") if start_date else None,
+                                 friendly_name=friendly_name)
+    except scaffold.ScaffoldError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    f = made.files
+    console.print(f"Created {dataset_id}, a working level-2 dataset (active clients and hours by country and OS) to adapt:")
+    for path, what in ((f["declaration"], "the declaration; every policy field is commented"),
+                       (f["query"], "the reviewed query (BigQuery SQL, production table names)"),
+                       (f["expectations"], "the dataset's own checks"),
+                       (made.test_case, "a SQL test case: input rows, query parameters, expected rows")):
+        console.print(f"  {_rel(path)}{'/' if path.is_dir() else ''}  [dim]{what}[/dim]")
+    stem = dataset_id.split(".", 1)[1]
+    console.print("Next: change the query into your dataset (the declaration lists its output columns, the test case "
+                  "its expected rows), then")
+    for step in (f"pubdata check {dataset_id}", f"python -m pytest tests/sql/test_cases.py -k {stem}",
+                 f"pubdata run {dataset_id} --date YYYY-MM-DD", f"pubdata review {dataset_id}"):
+        console.print(f"  {step}", highlight=False)
+    if not data_review:
+        console.print("[yellow]No --data-review: review question 4 is answered yes, so `pubdata check` will ask for a steward's "
+                      "sign-off until review.data_reviews lists the data-collection reviews.[/yellow]")
+
+
+@app.command("catalog")
+def catalog_command(
+    serve_: Annotated[bool, typer.Option("--serve", help="Then serve the local bucket over HTTP, as `pubdata serve` does.")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface for --serve.")] = "127.0.0.1",
+):
+    """Rebuild the public catalog (index.html and the Atom feed feed.xml at the bucket root) from what is published."""
+    from pubdata.errors import StoreError
+    from pubdata.publishing import catalog
+    from pubdata.stores import open_store
+
+    cfg = settings()
+    try:
+        entries = catalog.refresh(open_store(cfg.bucket_url), cfg.public_base_url)
+    except StoreError as exc:
+        err.print(f"[red]cannot rebuild the catalog in {cfg.bucket_url}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"catalog of {len(entries)} dataset(s) written to {cfg.bucket_url}/{catalog.HTML_KEY} and {catalog.FEED_KEY} "
+                  f"(public: {cfg.public_base_url}{catalog.HTML_KEY}, {cfg.public_base_url}{catalog.FEED_KEY})")
+    if not entries:
+        console.print("[yellow]nothing is published yet[/yellow]: publish first, e.g. `pubdata run --date 2026-11-01`")
+    if serve_:
+        serve(port=port, host=host)
+
+
+@app.command()
+def airflow(port: Annotated[int, typer.Option(help="Port of the Airflow UI on 127.0.0.1.")] = 8080):
+    """Start `airflow standalone` on the embedded stack, to watch and trigger the DAGs in the Airflow UI."""
+    from pubdata.orchestration import runner
+
+    cfg = settings()
+    binary = runner.airflow_bin()
+    env = runner.airflow_env(cfg, {
+        # standalone starts `airflow scheduler`, `airflow api-server`, ... by name: this environment's first
+        "PATH": os.pathsep.join([str(Path(binary).parent), os.environ.get("PATH", "")]),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        # No login: the UI listens on loopback only, for the user of this machine.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+    })
+    console.print(f"Starting Airflow (home {cfg.airflow_home}, DAGs from {cfg.dags_dir}); the UI will be at "
+                  f"http://127.0.0.1:{port}/ once the banner says it is ready. New DAGs start paused: unpause one, or "
+                  "trigger it with the config {\"submission_date\": \"2026-11-01\"}. Ctrl-C stops.")
+    sys.stdout.flush()
+    os.execvpe(binary, [binary, "standalone"], env)
+
+
+def main() -> None:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    code: int = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    # duckdb's bindings print spurious "leaked" lines at interpreter teardown; skip it.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The declaration file's model: metadata/<ds>/<table>_v<N>.yaml exactly as an engineer writes it.
+
+Frozen pydantic models with extra="forbid": an unknown key or a wrong type is an error naming the
+field. schema/declaration.schema.json is generated from these models (pubdata.declarations.schema).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_MIN_BUCKET_SIZE = 5000
+Format = Literal["json", "csv", "parquet"]
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Steward(_Strict):
+    """The data steward's sign-off; required when any review question is answered yes."""
+
+    name: str = Field(min_length=1)
+    approved_on: dt.date
+    link: AnyHttpUrl = Field(description="Where the sign-off is recorded (a bug comment).")
+
+
+class Review(_Strict):
+    bugs: list[AnyHttpUrl] = Field(min_length=1, description="Review bugs; at least one.")
+    data_reviews: list[AnyHttpUrl] = Field(
+        default_factory=list,
+        description="Data-collection reviews covering every source field.",
+    )
+    steward: Steward | None = None
+
+
+DimensionKind = Literal["date", "categorical", "geo_country", "geo_city", "numeric_bucket", "version"]
+
+
+class Dimension(_Strict):
+    name: Identifier
+    category: int = Field(ge=1, le=4, description="Data-collection category: 1 technical ... 4 highly sensitive.")
+    kind: DimensionKind = "categorical"
+    description: str = ""
+    data_review: bool = Field(
+        default=True,
+        description="False when this field has no corresponding data-collection review.",
+    )
+
+
+class Metric(_Strict):
+    name: Identifier
+    sensitive: bool = Field(description="True when the metric reveals or implies revenue (searches, ad clicks).")
+    description: str = ""
+    data_review: bool = True
+
+
+class Policy(_Strict):
+    aggregation_level: int = Field(ge=1, le=7)
+    min_bucket_size: int = Field(default=DEFAULT_MIN_BUCKET_SIZE, ge=1)
+    bucket_column: Identifier | None = Field(
+        default=None,
+        description="Distinct clients per row; the minimum bucket applies to it (required at level 2).",
+    )
+    dimensions: list[Dimension] = Field(min_length=1)
+    metrics: list[Metric] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> Policy:
+        names = [d.name for d in self.dimensions] + [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"column(s) declared twice: {', '.join(dupes)}; each output column is a dimension or a metric, once")
+        if self.aggregation_level == 2 and self.bucket_column is None:
+            raise ValueError("bucket_column is required at aggregation level 2: name the metric that counts distinct clients")
+        if self.bucket_column is not None and self.bucket_column not in {m.name for m in self.metrics}:
+            raise ValueError(f"bucket_column {self.bucket_column!r} is not one of the declared metrics")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        return [d.name for d in self.dimensions] + [m.name for m in self.metrics]
+
+
+class Export(_Strict):
+    formats: list[Format] = Field(default_factory=lambda: list[Format](["json"]), min_length=1)
+    max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="Files are split at this size.")
+
+    @field_validator("formats")
+    @classmethod
+    def _json_first(cls, v: list[str]) -> list[str]:
+        if "json" not in v:
+            raise ValueError("json is required (the public API serves JSON); add csv or parquet beside it")
+        return v
+
+
+class DeclarationFile(_Strict):
+    """The YAML document, exactly as a data engineer writes it."""
+
+    friendly_name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    owners: list[Email] = Field(min_length=1)
+    review: Review
+    policy: Policy
+    schedule: str | None = Field(default="0 5 * * *", description="Cron expression, or null for manual runs.")
+    start_date: dt.date
+    incremental: bool = False
+    partition_field: Identifier | None = None
+    source_tables: list[str] = Field(
+        default_factory=list,
+        description="Fully qualified tables the query may read; empty means whatever the query reads.",
+    )
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Extra query parameters bound as @name."
+    )
+    export: Export = Field(default_factory=Export)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _partition(self) -> DeclarationFile:
+        if self.incremental and not self.partition_field:
+            raise ValueError("partition_field is required when incremental is true")
+        if self.partition_field and self.partition_field not in {d.name for d in self.policy.dimensions}:
+            raise ValueError(f"partition_field {self.partition_field!r} must be a declared dimension")
+        return self
+

@@ -1,0 +1,205 @@
+"""One Airflow DAG per approved declaration: stage -> validate -> export -> publish.
+
+This is the only module (with dags/publish_datasets.py) that knows Airflow. It imports nothing
+heavy at parse time: the declarations (YAML + pydantic) and the policy verdict only. Great
+Expectations, DuckDB and the google clients are imported inside the tasks when they run.
+
+Declarations that fail to load, and datasets the policy refuses or that lack the steward's
+sign-off, get no DAG; they are listed by a `pubdata_declaration_errors` DAG (doc and failing
+task) so on-call sees them in the Airflow UI instead of a dataset silently missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pubdata.declarations import Declaration, load_all
+from pubdata.policy.verdict import Verdict, verdict
+
+log = logging.getLogger(__name__)
+ERRORS_DAG_ID = "pubdata_declaration_errors"
+
+
+def _partition(context: dict[str, Any]) -> dt.date:
+    """The day a run publishes: `submission_date` from the run's config if given, else the logical date.
+
+    A run-config key, not a DAG Param: a Param costs about 1 ms per DAG at every parse (schema
+    check, a copy per task), half the parse budget at 1,000 datasets (bench/RESULTS.md).
+    """
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    override = conf.get("submission_date") or (context.get("params") or {}).get("submission_date")
+    if override:
+        try:
+            return dt.date.fromisoformat(str(override))
+        except ValueError:
+            raise ValueError(f"submission_date {override!r} in the run's config is not a date: use YYYY-MM-DD") from None
+    logical = context.get("logical_date") or context.get("data_interval_start")
+    if logical is None:
+        raise ValueError('this run has no logical date: trigger it with a logical date or with the config '
+                         '{"submission_date": "YYYY-MM-DD"}')
+    return logical.date()
+
+
+def _run_id(context: dict[str, Any]) -> str:
+    return str(context.get("run_id") or "manual")
+
+
+def _doc(decl: Declaration, judged: Verdict) -> str:
+    spec = decl.spec
+    bugs = "\n".join(f"- <{u}>" for u in spec.review.bugs)
+    return (
+        f"# {spec.friendly_name}\n\n{spec.description}\n\n"
+        f"**Dataset** `{decl.id}` · **aggregation level** {spec.policy.aggregation_level} · "
+        f"**policy verdict** {judged.status}\n\n"
+        f"**Owners** {', '.join(spec.owners)}\n\n**Review bugs**\n{bugs}\n\n"
+        f"**Query** `sql/{decl.dataset}/{decl.dataset_id.stem}.sql` (sha256 `{decl.query_sha256[:12]}`)\n\n"
+        f"Reproduce locally: `pubdata run {decl.id} --date YYYY-MM-DD`; publish another day from the UI: "
+        'trigger with the config `{"submission_date": "YYYY-MM-DD"}`'
+    )
+
+
+# The task callables live at module level and run as plain PythonOperators: a TaskFlow @task
+# defined inside build_dag costs about five times as much to construct (decorator and signature
+# work per task), and the dag processor rebuilds every DAG on every parse (bench/RESULTS.md).
+
+
+def _permanent_fails_at_once(step: str, dataset_id: str, *args: Any) -> Any:
+    """Run one step; a data error (errors.classify) fails the task without its retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pubdata.errors import classify
+    from pubdata.orchestration import tasks
+
+    try:
+        return getattr(tasks, step)(dataset_id, *args)
+    except Exception as exc:
+        if classify(exc) == "data":
+            # Retrying cannot help; after a validation failure the staged table stays as quarantine.
+            raise AirflowFailException(str(exc)) from exc
+        raise
+
+
+def _stage(dataset_id: str, **context):
+    return _permanent_fails_at_once("stage", dataset_id, _partition(context), _run_id(context))
+
+
+def _validate(dataset_id: str, staged, **context):
+    return _permanent_fails_at_once("validate", dataset_id, staged)
+
+
+def _export(dataset_id: str, staged, validation, **context):
+    return _permanent_fails_at_once("export", dataset_id, staged, _run_id(context))
+
+
+def _publish(dataset_id: str, staged, exported, **context):
+    return _permanent_fails_at_once("publish", dataset_id, staged, exported)
+
+
+def _alert_on_failure(dataset_id: str, context):
+    """A task failed for good (retries exhausted, or a data failure): alert on-call once."""
+    from pubdata.orchestration import alerts
+
+    try:
+        day = _partition(context).isoformat()
+    except ValueError:
+        day = "unknown date"
+    alerts.on_task_failure(dataset_id, day, context)
+
+
+@functools.cache
+def _timetable(expression: str):
+    """One timetable per cron expression: building one parses and describes the cron each time."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable(expression, timezone="UTC")
+
+
+def build_dag(decl: Declaration, judged: Verdict | None = None):
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+
+    spec = decl.spec
+    judged = judged or verdict(spec)
+    dataset_id = decl.id
+    retries = int(os.environ.get("PUBDATA_TASK_RETRIES", "2"))
+    default_args = {
+        "owner": ",".join(spec.owners),
+        "retries": retries,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=30),
+        "on_failure_callback": functools.partial(_alert_on_failure, dataset_id),
+    }
+    schedule = _timetable(spec.schedule) if spec.schedule else None
+    start = dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC)
+
+    with DAG(
+        dag_id=decl.dag_id,
+        schedule=schedule,
+        start_date=start,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args,
+        doc_md=_doc(decl, judged),
+        description=spec.friendly_name[:200],
+        tags=["pubdata", decl.dataset, f"level-{spec.policy.aggregation_level}"],
+        owner_links={o: f"mailto:{o}" for o in spec.owners},
+    ) as dag:
+        # XComArgs in op_args pass each result on and set the dependencies, as TaskFlow would.
+        stage = PythonOperator(task_id="stage", python_callable=_stage, op_args=[dataset_id])
+        validate = PythonOperator(task_id="validate", python_callable=_validate, op_args=[dataset_id, stage.output])
+        export = PythonOperator(task_id="export", python_callable=_export,
+                                op_args=[dataset_id, stage.output, validate.output])
+        PythonOperator(task_id="publish", python_callable=_publish, op_args=[dataset_id, stage.output, export.output])
+    return dag
+
+
+def _errors_dag(problems: list[str]):
+    from airflow.sdk import DAG, task
+
+    text = "\n".join(f"- {p}" for p in problems)
+    with DAG(
+        dag_id=ERRORS_DAG_ID,
+        schedule=None,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        doc_md=f"# Declarations that have no DAG\n\nFix these files; `pubdata check` shows the same.\n\n{text}\n",
+        tags=["pubdata", "errors"],
+    ) as dag:
+
+        @task(task_id="report")
+        def report():
+            raise ValueError("declarations without a DAG:\n" + text)
+
+        report()
+    return dag
+
+
+def build_dags(project: Path | None = None) -> dict[str, Any]:
+    """All DAGs for the project's declarations, keyed by dag_id, plus the errors DAG if needed."""
+    from pubdata.config import settings
+    from pubdata.declarations.cache import FILE_NAME, SpecCache
+
+    cfg = settings()
+    project = project or cfg.project
+    # Every parse loads every declaration; unchanged files come from the cache (spec_cache).
+    catalog = load_all(project, SpecCache(cfg.internal_dir / "cache" / FILE_NAME))
+    dags: dict[str, Any] = {}
+    problems = [str(e) for e in catalog.problems]
+    for decl in catalog.declarations.values():
+        judged = verdict(decl.spec)
+        if not judged.allows_publish:
+            problems.append(f"{decl.metadata_path.relative_to(project)}: policy verdict {judged.status}: "
+                            f"{'; '.join(judged.reasons)}. Fix: {judged.fix}")
+            continue
+        dags[decl.dag_id] = build_dag(decl, judged)
+    for p in problems:
+        log.warning("pubdata: %s", p)
+    if problems:
+        dags[ERRORS_DAG_ID] = _errors_dag(problems)
+    return dags

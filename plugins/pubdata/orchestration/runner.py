@@ -1,0 +1,151 @@
+"""Run dataset DAGs through real Airflow on the configured engines (`pubdata run`).
+
+Airflow keeps its metadata DB (SQLite on the embedded stack) under PUBDATA_HOME/airflow. Each
+dataset's DAG runs with `airflow dags test <dag_id> <date>`, the same code path the scheduler runs,
+and its log is kept under PUBDATA_HOME/internal/logs/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pubdata.config import Settings
+from pubdata.orchestration.records import RunRecord, RunRecords
+
+
+def airflow_env(cfg: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    home = cfg.airflow_home
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_dir),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(cfg.project / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "PUBDATA_PROJECT": str(cfg.project),
+        "PUBDATA_HOME": str(cfg.home),
+        "PYTHONWARNINGS": "ignore",
+        "GX_ANALYTICS_ENABLED": "False",
+    })
+    if extra:
+        env.update(extra)
+    return env
+
+
+def airflow_bin() -> str:
+    """The `airflow` executable of this environment."""
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+def ensure_airflow_db(cfg: Settings) -> None:
+    """Migrate the metadata DB once per Airflow version (`airflow dags test` needs it)."""
+    from importlib.metadata import version
+
+    home = cfg.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    stamp = home / f".migrated-{version('apache-airflow-core')}"
+    if stamp.exists() and (home / "airflow.db").exists():
+        return
+    proc = subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(cfg), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`airflow db migrate` failed (AIRFLOW_HOME={home}):\n{proc.stderr[-4000:]}")
+    stamp.touch()
+
+
+@dataclass
+class RunOutcome:
+    dataset_id: str
+    dag_id: str
+    date: str
+    returncode: int
+    seconds: float
+    log: Path
+    record: RunRecord | None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.record is not None and self.record.state == "published"
+
+
+def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: str | None,
+            on_task: Callable[[TaskEvent], None] | None = None) -> RunOutcome:
+    """Run one DAG with `airflow dags test`, keeping its log; on_task hears each task start and end."""
+    log_path = cfg.internal_dir / "logs" / dataset_id / f"{date}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    follower = TaskLogFollower()
+    env = airflow_env(cfg, {"PUBDATA_TASK_RETRIES": os.environ.get("PUBDATA_TASK_RETRIES", "0"),
+                            "PYTHONUNBUFFERED": "1"})  # lines must reach us as they are logged
+    with open(log_path, "w") as log, subprocess.Popen(
+        [airflow_bin(), "dags", "test", dag_id, date], env=env, cwd=cfg.project,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            event = follower.feed(line)
+            if event is not None and on_task is not None:
+                on_task(event)
+    record = RunRecords(cfg.internal_dir).get(dataset_id, partition)
+    return RunOutcome(dataset_id, dag_id, date, proc.returncode, round(time.monotonic() - t0, 1), log_path, record)
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A task of a running DAG started (state "running") or ended (its final Airflow state)."""
+
+    task_id: str
+    state: str
+    seconds: float | None = None  # how long it ran, on its end
+
+    @property
+    def ended(self) -> bool:
+        return self.state != "running"
+
+
+class TaskLogFollower:
+    """Reads `airflow dags test` output line by line and says when each task starts and ends.
+
+    Airflow logs "[DAG TEST] starting task_id=X", then the task instance (with its ti_id), the
+    state the task reported ("Task instance state updated ... new_state=failed ... ti_id=..."),
+    and "[DAG TEST] end task task_id=X" whatever happened. A task that ends without reporting a
+    state ended in error before it could, so it counts as failed.
+    """
+
+    _START = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+)")
+    _INSTANCE = re.compile(r"\[DAG TEST\] running task <TaskInstance: [^ .]+\.(?P<task>\S+) .*?ti_id=(?P<ti>[0-9a-f-]+)")
+    _STATE = re.compile(r"Task instance state updated.*?new_state=(?P<state>\w+).*?ti_id=(?P<ti>[0-9a-f-]+)")
+    _END = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+)")
+
+    def __init__(self) -> None:
+        self._task_of: dict[str, str] = {}
+        self._state: dict[str, str] = {}
+        self._started: dict[str, float] = {}
+
+    def feed(self, line: str) -> TaskEvent | None:
+        if m := self._START.search(line):
+            task = m["task"]
+            self._started[task] = time.monotonic()
+            self._state.pop(task, None)
+            return TaskEvent(task, "running")
+        if m := self._INSTANCE.search(line):
+            self._task_of[m["ti"]] = m["task"]
+        elif (m := self._STATE.search(line)) and m["ti"] in self._task_of:
+            self._state[self._task_of[m["ti"]]] = m["state"]
+        elif m := self._END.search(line):
+            task = m["task"]
+            started = self._started.pop(task, None)
+            seconds = round(time.monotonic() - started, 1) if started is not None else None
+            return TaskEvent(task, self._state.pop(task, "failed"), seconds)
+        return None

@@ -1,0 +1,1 @@
+"""Publishing: export to parts, the atomic publish, the public metadata documents and catalog."""

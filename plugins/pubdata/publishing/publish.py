@@ -1,0 +1,264 @@
+"""Publish exported files in the public layout without ever showing a half-written dataset.
+
+Each version's files go to a folder of their own, named by their content; the `files` listing
+is the switch, written in one atomic object write once every file exists; superseded files are
+deleted only after the listing, metadata and index point at the new version. Shared objects are
+read-modify-written with generation preconditions. The layout and the readers' guarantees are
+in README.md ("Public layout").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pubdata import __version__
+from pubdata.declarations import Declaration
+from pubdata.errors import PreconditionFailed, StoreError
+from pubdata.publishing import catalog, metadata
+from pubdata.publishing.catalog import INDEX_KEY
+from pubdata.publishing.export import ExportedFile, discard
+from pubdata.stores.base import Store
+from pubdata.warehouses.base import StagedTable
+
+NO_CACHE = "no-cache"
+
+
+def version_id(exported: list[ExportedFile]) -> str:
+    """A digest of the version's files: same bytes, same folder name."""
+    h = hashlib.sha256()
+    for f in sorted(exported, key=lambda f: (f.format, f.name)):
+        h.update(f"{f.name} {f.sha256}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def version_dir(decl: Declaration, partition: str | None, version: str) -> str:
+    sub = f"{partition}/" if decl.spec.incremental and partition else ""
+    return f"{decl.dataset_id.public_prefix}/files/{sub}{version}"
+
+
+def public_url(base_url: str, key: str) -> str:
+    return base_url + key
+
+
+def links(decl: Declaration, base_url: str) -> dict[str, str]:
+    prefix = public_url(base_url, decl.dataset_id.public_prefix)
+    return {
+        "homepage": f"{prefix}/index.html",
+        "files": f"{prefix}/files",
+        "last_updated": f"{prefix}/last_updated",
+        "metadata": f"{prefix}/metadata.json",
+        "query": f"{prefix}/query.sql",
+        "datapackage": f"{prefix}/datapackage.json",
+        "jsonld": f"{prefix}/dataset.jsonld",
+        "index": public_url(base_url, INDEX_KEY),
+    }
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=False, default=str, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _update(store: Store, key: str, mutate: Callable[[bytes | None], bytes], *, content_type: str,
+            attempts: int = 50) -> bytes:
+    """Read-modify-write one object with a generation precondition; retry on conflicts.
+
+    mutate must be idempotent (set, never append): when a write lands but its answer is lost,
+    the retry re-reads and must find its own change already there.
+    """
+    for attempt in range(attempts):
+        current = store.read(key)
+        new = mutate(current.data if current else None)
+        try:
+            store.write(key, new, content_type=content_type, cache_control=NO_CACHE,
+                        if_generation_match=current.generation if current else 0)
+            return new
+        except PreconditionFailed:
+            time.sleep(random.uniform(0, min(0.05 * (2 ** attempt), 1.0)))  # full jitter
+    raise StoreError(f"could not update {key} after {attempts} attempts: too many concurrent writers; run again")
+
+
+def _update_json(store: Store, key: str, mutate: Callable[[Any], Any], *, attempts: int = 50,
+                 content_type: str = "application/json") -> Any:
+    new = _update(store, key, lambda data: _json_bytes(mutate(json.loads(data) if data else None)),
+                  content_type=content_type, attempts=attempts)
+    return json.loads(new)
+
+
+def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile], columns: list[tuple[str, str, str]],
+            store: Store, base_url: str, validation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Copy the exported files into a new version folder, switch the listing, record, clean up."""
+    # To the microsecond: generated_at tells two publishes within one second apart (the feed
+    # announces the second as an update); last_updated keeps Mozilla's whole seconds.
+    now = dt.datetime.now(dt.UTC)
+    incremental = decl.spec.incremental
+    partition = staged.partition if incremental else None
+    if incremental and not partition:
+        raise ValueError(f"{decl.id} is incremental: publish needs the staged partition (YYYY-MM-DD)")
+    if not any(f.format == "json" for f in exported):
+        raise ValueError(f"{decl.id}: nothing to publish: the export has no JSON file")
+    prefix = decl.dataset_id.public_prefix
+    urls = links(decl, base_url)
+    version = version_id(exported)
+    folder = version_dir(decl, partition, version)
+
+    # 1. Every file of the new version exists before anything points at it.
+    files: list[dict[str, Any]] = []
+    for f in exported:
+        key = f"{folder}/{f.name}"
+        store.copy(f.staged_key, key)
+        files.append({"name": f.name, "url": public_url(base_url, key), "format": f.format,
+                      "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows})
+    json_urls = [f["url"] for f in files if f["format"] == "json"]
+    rows = sum(f["rows"] for f in files if f["format"] == "json")
+
+    # 2. The switch: one atomic write of the listing.
+    if incremental:
+        def set_partition(listing):
+            listing = dict(listing) if isinstance(listing, dict) else {}
+            listing[partition] = json_urls
+            return dict(sorted(listing.items()))
+        _update_json(store, f"{prefix}/files", set_partition)
+    else:
+        _update_json(store, f"{prefix}/files", lambda _old: json_urls)
+
+    # 3. The record, and the documents derived from it.
+    last_updated = now.strftime("%Y-%m-%d %H:%M:%S")
+    store.write(f"{prefix}/query.sql", decl.query.encode("utf-8"), content_type="text/plain; charset=utf-8",
+                cache_control=NO_CACHE)
+
+    def record(existing):
+        existing = existing if isinstance(existing, dict) else {}
+        partitions = dict(existing.get("partitions") or {}) if incremental else {}
+        if incremental:
+            partitions[partition] = {"version": version, "rows": rows, "files": files, "published_at": now.isoformat()}
+        return {
+            "id": decl.id,
+            "friendly_name": decl.spec.friendly_name,
+            "description": decl.spec.description,
+            "owners": decl.spec.owners,
+            "incremental": incremental,
+            "partition_field": decl.spec.partition_field,
+            "review_links": [str(u) for u in decl.spec.review.bugs],
+            "review": decl.spec.review.model_dump(mode="json"),
+            "policy": metadata.policy_record(decl),
+            "schema": metadata.schema_record(decl, columns),
+            "query": {"path": f"sql/{decl.dataset}/{decl.table}_v{decl.version}.sql", "url": urls["query"],
+                      "sha256": decl.query_sha256, "text": decl.query},
+            "row_count": sum(p["rows"] for p in partitions.values()) if incremental else rows,
+            "latest_partition": partition,
+            "version": None if incremental else version,
+            "files": files,
+            "partitions": dict(sorted(partitions.items())),
+            "validation": validation,
+            "links": urls,
+            "last_updated": last_updated,
+            "generated_at": now.isoformat(),
+            "pipeline_version": __version__,
+        }
+
+    _update_json(store, f"{prefix}/metadata.json", record)
+    _refresh_derived(store, decl, urls)
+    store.write(f"{prefix}/last_updated", _json_bytes(last_updated), content_type="application/json",
+                cache_control=NO_CACHE)
+
+    # 4. The index entry: a new dataset appears only once all of the above exists.
+    entry = {
+        "friendly_name": decl.spec.friendly_name,
+        "description": decl.spec.description,
+        "incremental": incremental,
+        "incremental_export": incremental,
+        "review_links": [str(u) for u in decl.spec.review.bugs],
+        "files_uri": urls["files"],
+        "last_updated": urls["last_updated"],
+        "metadata_uri": urls["metadata"],
+        "datapackage_uri": urls["datapackage"],
+        "owners": decl.spec.owners,
+        "aggregation_level": decl.spec.policy.aggregation_level,
+    }
+
+    def add_entry(index):
+        index = index if isinstance(index, dict) else {}
+        index.setdefault(decl.dataset, {}).setdefault(decl.table, {})[f"v{decl.version}"] = entry
+        return {ds: {t: dict(sorted(vs.items())) for t, vs in sorted(tables.items())} for ds, tables in sorted(index.items())}
+
+    _update_json(store, INDEX_KEY, add_entry)
+
+    # 5. Only now: files no listing points at any more.
+    deleted = collect_garbage(store, decl, partition)
+    discard(store, exported)
+    catalog.refresh(store, base_url)  # the bucket root's index.html and feed.xml
+    return {"files": files, "rows": rows, "version": version, "last_updated": last_updated,
+            "metadata_url": urls["metadata"], "query_sha256": decl.query_sha256, "deleted_files": len(deleted)}
+
+
+def _refresh_derived(store: Store, decl: Declaration, urls: dict[str, str]) -> None:
+    """Rebuild datapackage.json, dataset.jsonld and index.html from the current metadata.json.
+
+    Each attempt reads its own generation first and metadata.json second, so the last write to
+    land was built from a metadata.json at least as new as any other writer's.
+    """
+    prefix = decl.dataset_id.public_prefix
+
+    def current_meta() -> dict[str, Any]:
+        obj = store.read(f"{prefix}/metadata.json")
+        if obj is None:
+            raise StoreError(f"{prefix}/metadata.json vanished while publishing {decl.id}")
+        return json.loads(obj.data)
+
+    _update_json(store, f"{prefix}/datapackage.json", lambda _old: metadata.datapackage(current_meta(), urls))
+    _update_json(store, f"{prefix}/dataset.jsonld", lambda _old: metadata.dataset_jsonld(current_meta(), urls),
+                 content_type="application/ld+json")
+
+    def page(_old: bytes | None) -> bytes:
+        meta = current_meta()
+        return metadata.landing_page(meta, metadata.dataset_jsonld(meta, urls), urls).encode("utf-8")
+
+    _update(store, f"{prefix}/index.html", page, content_type="text/html; charset=utf-8")
+
+
+def _listed_folders(decl: Declaration, listing: Any, partition: str | None) -> set[str] | None:
+    """Folders of the files the live listing references for the partition (None: not listed)."""
+    prefix = decl.dataset_id.public_prefix + "/files/"
+    if decl.spec.incremental:
+        if not isinstance(listing, dict) or partition not in listing:
+            return None
+        urls = listing[partition]
+    else:
+        if not isinstance(listing, list):
+            return None
+        urls = listing
+    folders = set()
+    for url in urls:
+        _, sep, rest = str(url).partition(prefix)
+        if sep:
+            folders.add((prefix + rest).rsplit("/", 1)[0])
+    return folders
+
+
+def collect_garbage(store: Store, decl: Declaration, partition: str | None) -> list[str]:
+    """Delete the partition's files that the live listing does not reference; return their keys.
+
+    Runs after the switch, so it removes the superseded version and whatever a killed publish
+    left behind. It reads the listing again rather than trusting its caller, and deletes nothing
+    when the partition is not listed at all.
+    """
+    prefix = decl.dataset_id.public_prefix
+    current = store.read(f"{prefix}/files")
+    if current is None:
+        return []
+    live = _listed_folders(decl, json.loads(current.data), partition)
+    if not live:
+        return []
+    scope = f"{prefix}/files/{partition}/" if decl.spec.incremental else f"{prefix}/files/"
+    deleted = []
+    for key in store.list(scope):
+        if key.rsplit("/", 1)[0] not in live:
+            store.delete(key)
+            deleted.append(key)
+    return deleted

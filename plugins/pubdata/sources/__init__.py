@@ -1,0 +1,1 @@
+"""Source tables for the embedded warehouse: synthetic data under production table names."""

@@ -1,0 +1,210 @@
+"""Synthetic source tables for the embedded warehouse, under their production names.
+
+Deterministic for a (seed, scale): every value is derived from a hash of (seed, row), never from
+a random generator, so DuckDB's parallel execution cannot change the output. Skewed like real
+telemetry: a few countries, one OS and one channel dominate, so at the default scale some
+country/OS/locale/channel cells hold far more than 5,000 clients and many hold fewer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_SEED = 20261101
+DEFAULT_SCALE = 1_000_000
+DEFAULT_END = dt.date(2026, 11, 1)
+DEFAULT_DAYS = 3
+PROJECT = "moz-fx-data-shared-prod"
+
+# (value, weight). Weights need not sum to anything; they are normalised.
+COUNTRIES = [
+    ("US", 24), ("DE", 12), ("FR", 7), ("GB", 6), ("BR", 5), ("IN", 5), ("RU", 4), ("PL", 3),
+    ("IT", 3), ("ES", 3), ("CA", 2.5), ("JP", 2.5), ("ID", 2), ("MX", 2), ("NL", 1.5), ("CN", 1.5),
+    ("TR", 1.2), ("UA", 1.2), ("AU", 1.1), ("AR", 1), ("SE", 0.8), ("CH", 0.7), ("AT", 0.7),
+    ("BE", 0.6), ("CZ", 0.6), ("HU", 0.5), ("RO", 0.5), ("PT", 0.4), ("GR", 0.4), ("FI", 0.3),
+    ("NO", 0.3), ("DK", 0.3), ("IE", 0.25), ("NZ", 0.2), ("ZA", 0.2), ("EG", 0.2), ("NG", 0.15),
+    ("KE", 0.1), ("IS", 0.03), ("LU", 0.03), ("MT", 0.02), ("MC", 0.005), ("LI", 0.005),
+    ("SM", 0.002), ("VA", 0.001),
+]
+LOCALE_OF = {
+    "US": "en-US", "GB": "en-GB", "CA": "en-CA", "AU": "en-US", "NZ": "en-US", "IE": "en-GB",
+    "ZA": "en-GB", "NG": "en-GB", "KE": "en-GB", "IN": "en-US", "DE": "de", "AT": "de", "CH": "de",
+    "LI": "de", "LU": "fr", "FR": "fr", "BE": "fr", "MC": "fr", "BR": "pt-BR", "PT": "pt-PT",
+    "RU": "ru", "UA": "uk", "PL": "pl", "IT": "it", "SM": "it", "VA": "it", "ES": "es-ES",
+    "AR": "es-AR", "MX": "es-MX", "JP": "ja", "ID": "id", "NL": "nl", "CN": "zh-CN", "TR": "tr",
+    "SE": "sv-SE", "CZ": "cs", "HU": "hu", "RO": "ro", "GR": "el", "FI": "fi", "NO": "nb-NO",
+    "DK": "da", "EG": "ar", "IS": "is", "MT": "en-GB",
+}
+OTHER_LOCALES = [("en-US", 60), ("en-GB", 10), ("es-ES", 8), ("fr", 6), ("de", 6), ("zh-TW", 3), ("ko", 3), ("he", 2), ("vi", 2)]
+OSES = [("Windows_NT", 74), ("Darwin", 16), ("Linux", 10)]
+OS_VERSIONS = {"Windows_NT": [("10.0", 80), ("6.1", 15), ("6.3", 5)], "Darwin": [("23.0", 50), ("22.0", 30), ("21.0", 20)], "Linux": [("6.1", 60), ("5.15", 40)]}
+CHANNELS = [("release", 90), ("beta", 5), ("esr", 3), ("nightly", 2)]
+APP_VERSIONS = [("132.0", 55), ("131.0", 25), ("133.0", 10), ("128.4.0", 6), ("115.17.0", 4)]
+CITIES = {
+    "US": ["New York City", "Los Angeles", "Chicago", "Houston", "Seattle"], "DE": ["Berlin", "Hamburg", "Munich", "Cologne"],
+    "FR": ["Paris", "Marseille", "Lyon"], "GB": ["London", "Manchester", "Birmingham"], "BR": ["São Paulo", "Rio de Janeiro"],
+    "IN": ["Mumbai", "Delhi", "Bengaluru"], "RU": ["Moscow", "Saint Petersburg"], "JP": ["Tokyo", "Osaka"],
+}
+GPU_VENDORS = [("Intel", 55), ("NVIDIA", 25), ("AMD", 17), ("Apple", 3)]
+CPU_CORES = [(2, 15), (4, 40), (6, 15), (8, 20), (12, 5), (16, 5)]
+MEMORY_MB = [(2048, 5), (4096, 20), (8192, 40), (16384, 25), (32768, 10)]
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    seed: int = DEFAULT_SEED
+    scale: int = DEFAULT_SCALE      # rows of clients_daily
+    end_date: dt.date = DEFAULT_END
+    days: int = DEFAULT_DAYS
+
+
+def _u(expr: str, salt: int) -> str:
+    """A uniform number in [0, 1) derived from a hash of expr and a salt."""
+    return f"((hash({expr}, {salt}) % 1000000007) / 1000000007.0)"
+
+
+def _pick(pairs: list[tuple], u: str) -> str:
+    """A CASE expression choosing a value with the given weights from the uniform u."""
+    total = float(sum(w for _, w in pairs))
+    acc = 0.0
+    parts = []
+    for value, weight in pairs[:-1]:
+        acc += weight / total
+        parts.append(f"WHEN {u} < {acc!r} THEN {_lit(value)}")
+    return f"(CASE {' '.join(parts)} ELSE {_lit(pairs[-1][0])} END)"
+
+
+def _lit(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def _clients_daily_sql(spec: SynthSpec) -> str:
+    s = spec.seed
+    per_client = "c"  # a client's stable attributes hash off its index
+    country = _pick(COUNTRIES, _u(per_client, s + 1))
+    locale_map = " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}" for k, v in LOCALE_OF.items())
+    locale = (
+        f"(CASE WHEN {_u(per_client, s + 2)} < 0.12 THEN {_pick(OTHER_LOCALES, _u(per_client, s + 3))} "
+        f"ELSE (CASE country {locale_map} ELSE 'en-US' END) END)"
+    )
+    os_ = _pick(OSES, _u(per_client, s + 4))
+    os_version = "(CASE os " + " ".join(
+        f"WHEN {_lit(o)} THEN {_pick(v, _u(per_client, s + 5))}" for o, v in OS_VERSIONS.items()
+    ) + " END)"
+    city = "(CASE country " + " ".join(
+        f"WHEN {_lit(cc)} THEN (CASE WHEN {_u(per_client, s + 6)} < 0.85 THEN {_pick([(n, 1) for n in names], _u(per_client, s + 7))} ELSE 'Smallville' END)"
+        for cc, names in CITIES.items()
+    ) + " ELSE '??' END)"
+    gpu = f"(CASE WHEN os = 'Darwin' AND {_u(per_client, s + 8)} < 0.6 THEN 'Apple' ELSE {_pick(GPU_VENDORS[:-1], _u(per_client, s + 9))} END)"
+    # Activity varies per (client, day): heavy-tailed page loads, a few searches, rare ad clicks.
+    row = "i"
+    page_loads = f"CAST(floor(-ln(1 - {_u(row, s + 20)}) * 40) AS BIGINT)"
+    return f"""
+    WITH idx AS (
+        SELECT i, i // {spec.days} AS c, i % {spec.days} AS d FROM range({spec.scale}) r(i)
+    ), attrs AS (
+        SELECT i, c, d,
+               {country} AS country,
+               {os_} AS os,
+               {_pick(CHANNELS, _u(per_client, s + 10))} AS normalized_channel,
+               {_pick(APP_VERSIONS, _u(per_client, s + 11))} AS app_version,
+               {_pick(CPU_CORES, _u(per_client, s + 12))} AS cpu_cores,
+               {_pick(MEMORY_MB, _u(per_client, s + 13))} AS memory_mb
+        FROM idx
+    ), loads AS (
+        SELECT *, {locale} AS locale, {os_version} AS os_version, {city} AS city, {gpu} AS gpu_vendor,
+               {page_loads} AS page_loads
+        FROM attrs
+    )
+    SELECT
+        DATE '{spec.end_date.isoformat()}' - CAST(d AS INTEGER) AS submission_date,
+        CAST(md5(CAST({s} AS VARCHAR) || ':' || CAST(c AS VARCHAR)) AS UUID)::VARCHAR AS client_id,
+        CAST(hash(c, {s} + 30) % 100 AS BIGINT) AS sample_id,
+        country, city, os, os_version, locale, normalized_channel, app_version,
+        page_loads,
+        CAST(floor(page_loads * (0.7 + 0.25 * {_u(row, s + 21)})) AS BIGINT) AS ssl_page_loads,
+        CAST(floor(-ln(1 - {_u(row, s + 22)}) * 2) AS BIGINT) AS search_count,
+        CAST(CASE WHEN {_u(row, s + 23)} < 0.05 THEN 1 ELSE 0 END AS BIGINT) AS ad_clicks,
+        round(-ln(1 - {_u(row, s + 24)}) * 1.5, 3) AS active_hours,
+        cpu_cores, memory_mb, gpu_vendor
+    FROM loads
+    """
+
+
+def _events_stream_sql(spec: SynthSpec) -> str:
+    s = spec.seed
+    n = max(spec.scale // 4, 1)
+    u = lambda salt: _u("i", s + salt)  # noqa: E731
+    return f"""
+    WITH base AS (
+        SELECT i, (i // 2) AS c, i % {spec.days} AS d FROM range({n}) r(i)
+    )
+    SELECT
+        CAST(DATE '{spec.end_date.isoformat()}' - CAST(d AS INTEGER) AS TIMESTAMP)
+            + to_seconds(CAST(floor({u(1)} * 86400) AS BIGINT)) AS submission_timestamp,
+        CAST(md5(CAST({s} AS VARCHAR) || ':' || CAST(c AS VARCHAR)) AS UUID)::VARCHAR AS client_id,
+        {_pick(COUNTRIES, _u("c", s + 1))} AS normalized_country_code,
+        'network.dns' AS event_category,
+        {_pick([("trr_enabled", 30), ("trr_disabled", 60), ("trr_fallback", 10)], u(2))} AS event_name,
+        json_object('provider', {_pick([("cloudflare", 60), ("nextdns", 30), ("other", 10)], u(3))},
+                    'mode', {_pick([("2", 70), ("3", 30)], u(4))}) AS event_extra,
+        struct_pack(app_channel := {_pick(CHANNELS, _u("c", s + 10))}) AS client_info
+    FROM base
+    """
+
+
+def generate(path: Path, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
+    """Write the synthetic source tables to a DuckDB file (replacing it); return row counts."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute("CREATE SCHEMA telemetry")
+        con.execute("CREATE SCHEMA firefox_desktop")
+        con.execute(f"CREATE TABLE telemetry.clients_daily AS {_clients_daily_sql(spec)} ORDER BY submission_date, client_id")
+        con.execute(f"CREATE TABLE firefox_desktop.events_stream AS {_events_stream_sql(spec)} ORDER BY submission_timestamp, client_id")
+        con.execute(
+            "CREATE TABLE main.pubdata_synthetic AS SELECT ? AS seed, ? AS scale, ? AS end_date, ? AS days",
+            [spec.seed, spec.scale, spec.end_date, spec.days],
+        )
+        counts = {
+            f"{PROJECT}.telemetry.clients_daily": _count(con, "telemetry.clients_daily"),
+            f"{PROJECT}.firefox_desktop.events_stream": _count(con, "firefox_desktop.events_stream"),
+        }
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    tmp.replace(path)
+    return counts
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def existing_spec(path: Path) -> SynthSpec | None:
+    """The spec a warehouse file was generated with, or None when absent or not synthetic."""
+    if not Path(path).is_file():
+        return None
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute("SELECT seed, scale, end_date, days FROM main.pubdata_synthetic").fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    if row is None:
+        return None
+    return SynthSpec(seed=row[0], scale=row[1], end_date=row[2], days=row[3])

@@ -1,0 +1,62 @@
+"""What of a check's values may leave the warehouse: the one place that withholds identifiers.
+
+Checks that can expose identifiers (forbidden columns, the identifier scan) show counts and
+column names only; any other value that looks like an identifier (by the identifier scan's own
+patterns) is replaced by [redacted]. Reports, alerts, run records and the public metadata.json
+all go through here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pubdata.validation.expectations.identifier_scan import looks_like_identifier
+
+WITHHELD = "[redacted]"  # what stands in for a value that may be an identifier
+_TOKEN = re.compile(r"[^\s'\"(),;=<>\[\]{}]+")
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message) with every identifier-looking token replaced by [redacted]."""
+    return _TOKEN.sub(lambda m: WITHHELD if looks_like_identifier(m.group(0)) else m.group(0), text)
+
+
+def redacted(value: Any) -> Any:
+    """value (nested dicts and lists included) with every identifier-looking value withheld.
+
+    Uses the identifier scan's own patterns, so what the warehouse flags is what is hidden here.
+    """
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redacted(v) for v in value]
+    return WITHHELD if looks_like_identifier(value) else value
+
+
+def _text(value: Any, limit: int = 300) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown(check: dict[str, Any]) -> dict[str, str]:
+    """observed / expected / sample of a check, as text fit to leave the warehouse."""
+    observed, sample = check.get("observed"), check.get("unexpected_sample") or []
+    if check.get("sensitive"):
+        if isinstance(observed, dict):  # forbidden columns: {column: reason}; names are not values
+            observed = "columns: " + ", ".join(str(k) for k in observed)
+        elif not isinstance(observed, int) or isinstance(observed, bool):
+            observed = WITHHELD
+        sample_text = f"{WITHHELD} (values withheld)" if sample or not check.get("success", True) else "-"
+    else:
+        observed = redacted(observed)
+        sample_text = _text(redacted(sample)) if sample else "-"
+    expected = check.get("expected")
+    if isinstance(expected, dict) and set(expected) == {"unexpected_rows_query"}:
+        expected = "no rows"  # an SQL expectation: the query lists the violations
+    if isinstance(observed, int) and not isinstance(observed, bool) and check.get("expectation") == "UnexpectedRowsExpectation":
+        observed = f"{observed} row(s)"
+    return {"observed": _text(observed), "expected": _text(expected), "sample": sample_text}
