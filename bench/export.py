@@ -29,9 +29,9 @@ RSS_TARGET_RATIO = 1.2
 
 def export_child(dataset_id: str, staged: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
-    from pubdata import export as exporting
-    from pubdata import tasks
     from pubdata.config import settings
+    from pubdata.orchestration import tasks
+    from pubdata.publishing import export as exporting
     from pubdata.stores import open_store
     from pubdata.warehouses import open_warehouse
     from pubdata.warehouses.base import StagedTable
@@ -51,8 +51,8 @@ def stage_child(dataset_id: str, day: str, ordered: bool) -> dict[str, Any]:
     """Stage the dataset as the stage task does, with or without storing it in export order."""
     import datetime as dt
 
-    from pubdata import tasks
     from pubdata.config import settings
+    from pubdata.orchestration import tasks
     from pubdata.warehouses import open_warehouse
 
     cfg = settings()
@@ -87,14 +87,14 @@ def copy_child(staged: dict[str, Any], order_by: list[str], dest: str) -> dict[s
 @contextlib.contextmanager
 def _gcs_bucket():
     """A fresh bucket on a fake-gcs-server bound to 127.0.0.1: (bucket url, extra environment)."""
-    from tests.gcs_emulator import create_bucket, running_fake_gcs
+    from tests.support.gcs_emulator import create_bucket, running_fake_gcs
 
     with running_fake_gcs() as server:
         yield f"gs://{create_bucket(server.endpoint)}", {"STORAGE_EMULATOR_HOST": server.endpoint}
 
 
 def run(scales: tuple[int, ...], gcs_scales: tuple[int, ...], work: Path, log=print) -> list[Row]:
-    from pubdata.declaration import load_declaration
+    from pubdata.declarations import load_declaration
 
     rows: list[Row] = []
     rss: dict[int, float] = {}

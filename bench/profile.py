@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     scale = int(float(args.scale.lower().replace("m", "e6")))
     import datetime as dt
 
-    from pubdata.declaration import load_all
-    from pubdata.tasks import query_params
+    from pubdata.declarations import load_all
+    from pubdata.orchestration.tasks import query_params
 
     warehouse = sources.source_warehouse(args.work, scale, lambda m: print(m, file=sys.stderr))
     decl = load_all(sources.REPO).declarations[sources.EXAMPLE_ID]

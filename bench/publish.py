@@ -24,7 +24,7 @@ TARGET_RATIO_AT_50M = 1.5
 
 def pipeline_child(dataset_id: str, day: str) -> dict[str, Any]:
     started = time.perf_counter()
-    from pubdata import tasks
+    from pubdata.orchestration import tasks
 
     steps: dict[str, float] = {}
     mark = time.perf_counter()
@@ -84,11 +84,11 @@ def _warm(path: Path) -> None:
 
 
 def measure(scale: int, repeats: int, work: Path, log=print) -> dict[str, Any]:
-    from pubdata.declaration import load_all
+    from pubdata.declarations import load_all
 
     warehouse = sources.source_warehouse(work, scale, log)
     decl = load_all(sources.REPO).declarations[sources.EXAMPLE_ID]
-    from pubdata.tasks import query_params  # no engine is opened here
+    from pubdata.orchestration.tasks import query_params  # no engine is opened here
 
     params = {k: (v.isoformat() if isinstance(v, dt.date) else v)
               for k, v in query_params(decl, dt.date.fromisoformat(sources.DAY)).items()}

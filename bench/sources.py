@@ -27,7 +27,7 @@ def generate_child(path: str, scale: int, memory_limit: str) -> dict[str, Any]:
 
     import duckdb
 
-    from pubdata import synthetic
+    from pubdata.sources import synthetic
 
     connect = duckdb.connect
 
@@ -46,7 +46,7 @@ def generate_child(path: str, scale: int, memory_limit: str) -> dict[str, Any]:
 
 def source_warehouse(work: Path, scale: int, log=print) -> Path:
     """The synthetic source warehouse of `scale` rows of clients_daily, generated if needed."""
-    from pubdata.synthetic import existing_spec
+    from pubdata.sources.synthetic import existing_spec
 
     path = work / f"source-{scale}.duckdb"
     spec = existing_spec(path)
@@ -61,7 +61,7 @@ def source_warehouse(work: Path, scale: int, log=print) -> Path:
 
 def copy_project(dest: Path) -> Path:
     """The repository's declarations, queries and DAG file, in a directory a run may scribble in."""
-    from tests.conftest import copy_project as copy  # the test suite's own copy, one definition
+    from tests.support.project import copy_project as copy  # the test suite's own copy, one definition
 
     return copy(dest)
 
@@ -83,8 +83,8 @@ def stage_child(dataset_id: str, day: str) -> dict[str, Any]:
     """Stage a dataset through the pipeline's own task (the environment names the project)."""
     import datetime as dt
 
-    from pubdata import tasks
     from pubdata.config import settings
+    from pubdata.orchestration import tasks
     from pubdata.warehouses import open_warehouse
     from pubdata.warehouses.base import StagedTable
 

@@ -32,7 +32,7 @@ def translate(spec, table: str, columns: list[str]) -> tuple[str, Any] | None:
     kind "sql": payload is (query, params) counting the violating rows (0 = the check holds);
     kind "columns": payload is a function of the table's column names returning success.
     """
-    from pubdata import policy
+    from pubdata.policy import verdict as policy
 
     name, kw = spec.name, spec.kwargs
     col = _quote(kw["column"]) if "column" in kw else None
@@ -92,8 +92,9 @@ def gx_child(dataset_id: str, staged: dict[str, Any], breakdown: bool = False) -
     validation then finds them done, so its first run is not the cold cost).
     """
     started = time.perf_counter()
-    from pubdata import tasks, validation
+    from pubdata import validation
     from pubdata.config import settings
+    from pubdata.orchestration import tasks
     from pubdata.warehouses import open_warehouse
     from pubdata.warehouses.base import StagedTable
 
@@ -132,7 +133,7 @@ def sql_child(dataset_id: str, staged: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     import duckdb
 
-    from pubdata import tasks
+    from pubdata.orchestration import tasks
 
     decl = tasks.load(dataset_id)
     specs, skipped = split_suite(_suite(decl))

@@ -12,12 +12,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pubdata import records, tasks
 from pubdata.cli import app
 from pubdata.config import settings
-from tests.conftest import REPO, pubdata_cli
+from pubdata.errors import NotValidated, PolicyRefused
+from pubdata.orchestration import records, tasks
+from tests.support.derive import CLIENT_SHARDS_SQL, DS, client_shards, derive, without_steward
+from tests.support.project import REPO, pubdata_cli
 
-DS = "telemetry_public"
 PAGE_LOADS = f"{DS}.page_loads_by_country_v1"
 SEARCHES = f"{DS}.search_counts_by_country_v1"
 REFUSED_EXAMPLE = f"{DS}.city_active_hours_v1"
@@ -34,17 +35,6 @@ def check(*args: str):
     return result.exit_code, flat(result.output)
 
 
-def derive(project: Path, source: str, table: str, edit=None, sql: str | None = None) -> str:
-    """Declare dataset `table` as a copy of `source` (declaration and query), edited; return its id."""
-    src = yaml.safe_load((project / "metadata" / DS / f"{source}.yaml").read_text())
-    if edit:
-        edit(src)
-    (project / "metadata" / DS / f"{table}.yaml").write_text(yaml.safe_dump(src, sort_keys=False))
-    query = sql if sql is not None else (project / "sql" / DS / f"{source}.sql").read_text()
-    (project / "sql" / DS / f"{table}.sql").write_text(query)
-    return f"{DS}.{table}"
-
-
 def level_3_with_category_3(dimension: str):
     def edit(spec: dict) -> None:
         spec["policy"]["aggregation_level"] = 3
@@ -53,29 +43,6 @@ def level_3_with_category_3(dimension: str):
                 d["category"] = 3
 
     return edit
-
-
-def without_steward(spec: dict) -> None:
-    del spec["review"]["steward"]
-
-
-CLIENT_SHARDS_SQL = """
-SELECT
-  submission_date,
-  SUBSTR(TO_HEX(MD5(client_id)), 1, 2) AS client_shard,
-  COUNT(DISTINCT client_id) AS client_count
-FROM `moz-fx-data-shared-prod.telemetry.clients_daily`
-WHERE submission_date = @submission_date
-GROUP BY 1, 2
-"""
-
-
-def client_shards(spec: dict) -> None:
-    spec["policy"]["dimensions"] = [
-        {"name": "submission_date", "category": 1, "kind": "date"},
-        {"name": "client_shard", "category": 1, "kind": "categorical", "description": "two hex digits"},
-    ]
-    spec["policy"]["metrics"] = [{"name": "client_count", "sensitive": False}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +128,7 @@ def test_fixing_the_declaration_clears_the_refusal(project):
 
 
 def test_dag_factory_gives_refused_and_unsigned_datasets_no_dag(project):
-    from pubdata.dag_factory import ERRORS_DAG_ID, build_dags
+    from pubdata.orchestration.dag_factory import ERRORS_DAG_ID, build_dags
 
     derive(project, "search_counts_by_country_v1", "search_counts_unsigned_v1", without_steward)
     dags = build_dags(project)
@@ -189,10 +156,10 @@ def test_validate_refuses_a_declaration_edited_after_stage(project, edit, status
     edit(spec)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
-    with pytest.raises(tasks.PolicyRefused, match=f"policy verdict is {status}"):
+    with pytest.raises(PolicyRefused, match=f"policy verdict is {status}"):
         tasks.validate(SEARCHES, staged)
-    rec = records.read(settings().internal_dir, SEARCHES, staged["partition"])
-    assert rec["state"] == "staged" and "validation" not in rec
-    with pytest.raises(tasks.PolicyRefused, match="has not passed validation"):
+    rec = records.RunRecords(settings().internal_dir).get(SEARCHES, staged["partition"])
+    assert rec.state == "staged" and rec.validation is None
+    with pytest.raises(NotValidated, match="has not passed validation"):
         tasks.export(SEARCHES, staged, run_id="edited")
     assert not any((Path(settings().home) / "public").rglob("*.json"))

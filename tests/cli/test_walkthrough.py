@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.project import REPO
 
 pytestmark = pytest.mark.airflow
 SECTION = "Add a dataset in ten minutes"
@@ -30,7 +30,7 @@ def walkthrough_commands(readme: str) -> list[str]:
 def test_readme_section_has_the_steps():
     blocks = walkthrough_commands((REPO / "README.md").read_text(encoding="utf-8"))
     script = "\n".join(blocks)
-    for step in ("pubdata new", "pubdata check", "tests/test_sql_cases.py", "pubdata run", "pubdata catalog"):
+    for step in ("pubdata new", "pubdata check", "tests/sql/test_cases.py", "pubdata run", "pubdata catalog"):
         assert step in script, f"the walkthrough lost its `{step}` step"
 
 

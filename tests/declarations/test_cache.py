@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pubdata.declaration import load_all
-from pubdata.spec_cache import SpecCache
+from pubdata.declarations import load_all
+from pubdata.declarations.cache import SpecCache
 
 EXAMPLE = "telemetry_public.page_loads_by_country_v1"
 META = Path("metadata/telemetry_public/page_loads_by_country_v1.yaml")
@@ -21,7 +21,7 @@ def cache_path(tmp_path) -> Path:
 
 def _specs(project: Path, cache: SpecCache | None):
     catalog = load_all(project, cache)
-    return {k: d.spec for k, d in catalog.declarations.items()}, [str(e) for e in catalog.errors]
+    return {k: d.spec for k, d in catalog.declarations.items()}, [str(e) for e in catalog.problems]
 
 
 def test_cached_load_equals_a_fresh_load(project, cache_path):

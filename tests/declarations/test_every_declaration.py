@@ -18,13 +18,14 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from pubdata import checks, policy
-from pubdata.dag_factory import ERRORS_DAG_ID
-from pubdata.declaration import load_all
-from pubdata.synthetic import DEFAULT_END
-from pubdata.tasks import query_params
+from pubdata import gate
+from pubdata.declarations import load_all
+from pubdata.orchestration.dag_factory import ERRORS_DAG_ID
+from pubdata.orchestration.tasks import query_params
+from pubdata.policy import verdict as policy
+from pubdata.sources.synthetic import DEFAULT_END
 from pubdata.warehouses.duckdb import DuckDBWarehouse, transpile
-from tests.conftest import REPO
+from tests.support.project import REPO
 
 CATALOG = load_all(REPO)
 DECLS = sorted(CATALOG.declarations.values(), key=lambda d: d.id)
@@ -36,12 +37,12 @@ TASKS = {"stage": [], "validate": ["stage"], "export": ["stage", "validate"], "p
 
 def test_every_declaration_loads():
     assert DECLS, "no declarations under metadata/"
-    assert [str(e) for e in CATALOG.errors] == []
+    assert [str(e) for e in CATALOG.problems] == []
 
 
 @pytest.mark.parametrize("decl", DECLS, ids=IDS)
 def test_passes_check(decl):
-    problems = checks.check_declaration(decl, REPO)
+    problems = gate.check_declaration(decl, REPO)
     if decl in PUBLISHABLE:
         assert not problems, "\n".join(f"{p.file}: {p.rule}: {p.message} (fix: {p.fix})" for p in problems)
     else:
@@ -75,7 +76,7 @@ def test_query_runs_on_duckdb_and_keeps_the_minimum_bucket(decl, source_warehous
 @pytest.mark.parametrize("decl", PUBLISHABLE, ids=PUBLISHABLE_IDS)
 def test_has_a_sql_test_case(decl):
     cases = REPO / "tests" / "sql" / decl.dataset / f"{decl.table}_v{decl.version}"
-    assert list(cases.glob("*/expect.*")), f"add a SQL test case under {cases.relative_to(REPO)}/<case>/ (see tests/test_sql_cases.py)"
+    assert list(cases.glob("*/expect.*")), f"add a SQL test case under {cases.relative_to(REPO)}/<case>/ (see tests/sql/test_cases.py)"
 
 
 _DAGBAG = textwrap.dedent("""
@@ -105,7 +106,7 @@ _DAGBAG = textwrap.dedent("""
 def dagbag(tmp_path_factory):
     """The DAG folder as the dag processor parses it, summarised as JSON by one subprocess."""
     from pubdata.config import settings
-    from pubdata.runner import airflow_env
+    from pubdata.orchestration.runner import airflow_env
 
     home = tmp_path_factory.mktemp("dagbag")
     with pytest.MonkeyPatch.context() as mp:

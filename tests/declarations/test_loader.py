@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pubdata.declaration import DeclarationLoadError, dag_id_for, load_all, load_declaration
+from pubdata.declarations import load_all, load_declaration
+from pubdata.errors import DeclarationInvalid
+from pubdata.ids import DatasetId
 
 EXAMPLE = "telemetry_public.page_loads_by_country_v1"
 
@@ -24,7 +26,7 @@ def _example_yaml(project: Path) -> str:
 
 def test_example_loads(project):
     catalog = load_all(project)
-    assert catalog.errors == []
+    assert catalog.problems == []
     decl = catalog.declarations[EXAMPLE]
     assert decl.dag_id == "publish_telemetry_public__page_loads_by_country_v1"
     assert decl.spec.policy.aggregation_level == 2
@@ -36,9 +38,9 @@ def test_example_loads(project):
 
 
 def test_dag_id_for():
-    assert dag_id_for("a_b.c_d_v12") == "publish_a_b__c_d_v12"
+    assert DatasetId.parse("a_b.c_d_v12").dag_id == "publish_a_b__c_d_v12"
     with pytest.raises(ValueError):
-        dag_id_for("Not.valid")
+        DatasetId.parse("Not.valid")
 
 
 def _broken(project: Path, name: str, yaml_text: str, sql: str | None = "SELECT 1") -> Path:
@@ -64,34 +66,34 @@ def _broken(project: Path, name: str, yaml_text: str, sql: str | None = "SELECT 
 )
 def test_bad_declaration_names_file_and_field(project, mutate, field, words):
     path = _broken(project, "bad_v1", mutate(_example_yaml(project)))
-    with pytest.raises(DeclarationLoadError) as exc:
+    with pytest.raises(DeclarationInvalid) as exc:
         load_declaration(path, project)
-    messages = [str(e) for e in exc.value.errors]
-    assert any(str(e.path) == "metadata/broken/bad_v1.yaml" for e in exc.value.errors), messages
-    assert any(e.field.startswith(field) and words in e.message for e in exc.value.errors), messages
+    messages = [str(e) for e in exc.value.problems]
+    assert any(str(e.path) == "metadata/broken/bad_v1.yaml" for e in exc.value.problems), messages
+    assert any(e.field.startswith(field) and words in e.message for e in exc.value.problems), messages
 
 
 def test_malformed_yaml_names_line(project):
     path = _broken(project, "bad_v1", "friendly_name: [unclosed\nowners: x\n")
-    with pytest.raises(DeclarationLoadError) as exc:
+    with pytest.raises(DeclarationInvalid) as exc:
         load_declaration(path, project)
-    err = exc.value.errors[0]
+    err = exc.value.problems[0]
     assert err.field.startswith("line ") and "not valid YAML" in err.message
 
 
 def test_missing_query_is_named(project):
     path = _broken(project, "noquery_v1", _example_yaml(project), sql=None)
-    with pytest.raises(DeclarationLoadError) as exc:
+    with pytest.raises(DeclarationInvalid) as exc:
         load_declaration(path, project)
-    err = exc.value.errors[0]
+    err = exc.value.problems[0]
     assert err.field == "query" and "sql/broken/noquery_v1.sql" in err.message
 
 
 def test_bad_file_name(project):
     path = _broken(project, "NoVersion", _example_yaml(project))
-    with pytest.raises(DeclarationLoadError) as exc:
+    with pytest.raises(DeclarationInvalid) as exc:
         load_declaration(path, project)
-    assert "<table>_v<N>.yaml" in exc.value.errors[0].message
+    assert "<table>_v<N>.yaml" in exc.value.problems[0].message
 
 
 def test_broken_declarations_do_not_hide_the_others(project):
@@ -99,4 +101,4 @@ def test_broken_declarations_do_not_hide_the_others(project):
     _broken(project, "worse_v1", "- just\n- a list\n")
     catalog = load_all(project)
     assert EXAMPLE in catalog.declarations
-    assert {str(e.path) for e in catalog.errors} == {"metadata/broken/bad_v1.yaml", "metadata/broken/worse_v1.yaml"}
+    assert {str(e.path) for e in catalog.problems} == {"metadata/broken/bad_v1.yaml", "metadata/broken/worse_v1.yaml"}

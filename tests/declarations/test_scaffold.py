@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pubdata import scaffold
-from pubdata.declaration import DeclarationFile, Dimension, Export, Metric, Policy, Review
-from tests.conftest import pubdata_cli
-from tests.test_sql_cases import diff_rows, expected_rows, run_case, source_schemas
+from pubdata.declarations import scaffold
+from pubdata.declarations.spec import DeclarationFile, Dimension, Export, Metric, Policy, Review
+from tests.support.project import pubdata_cli
+from tests.support.sql_cases import diff_rows, expected_rows, run_case, source_schemas
 
 NEW = "telemetry_public.active_hours_by_country_v1"
 BUG = "https://bugzilla.mozilla.org/show_bug.cgi?id=1234567"

@@ -11,10 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pubdata import schema
 from pubdata.cli import app
-from pubdata.declaration import declaration_paths
-from tests.conftest import REPO
+from pubdata.declarations import declaration_paths, schema
+from tests.support.project import REPO
 
 DECLARATIONS = declaration_paths(REPO)
 

@@ -18,7 +18,7 @@ from unittest import mock
 import pytest
 import requests
 
-from tests.conftest import add_ungrouped_example, copy_project, pubdata_cli
+from tests.support.project import add_ungrouped_example, copy_project, pubdata_cli
 
 pytestmark = pytest.mark.airflow
 EXAMPLE = "telemetry_public.page_loads_by_country_v1"
@@ -57,8 +57,8 @@ def published(env):
 
 @pytest.fixture(scope="module")
 def server(env, published):
-    from pubdata.serve import start
     from pubdata.stores.local import LocalStore
+    from pubdata.stores.serve import start
 
     srv = start(LocalStore(Path(env["PUBDATA_HOME"]) / "public"), "127.0.0.1", int(env["PORT"]))
     yield env["PUBDATA_PUBLIC_BASE_URL"]
@@ -85,7 +85,7 @@ def test_dag_file_parses_without_heavy_imports(env):
         os._exit(0)
     """)
     from pubdata.config import settings
-    from pubdata.runner import airflow_env
+    from pubdata.orchestration.runner import airflow_env
 
     with mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith("PUBDATA_")}):
         run_env = airflow_env(settings())

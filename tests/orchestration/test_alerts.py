@@ -15,12 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from pubdata import alerts, records, tasks
 from pubdata.config import settings
-from pubdata.declaration import load_all
-from pubdata.validation import DataValidationFailed, ValidationInfrastructureError
-from tests.conftest import add_ungrouped_example, copy_project, pubdata_cli
-from tests.conftest import EXAMPLE, GOOD_ROWS
+from pubdata.declarations import load_all
+from pubdata.errors import ValidationError, ValidationFailed
+from pubdata.orchestration import alerts, records, tasks
+from tests.support.project import EXAMPLE, GOOD_ROWS, add_ungrouped_example, copy_project, pubdata_cli
 
 UUID = "123e4567-e89b-12d3-a456-426614174000"
 EMAIL = "leaked.person@example.net"
@@ -77,8 +76,8 @@ def _run_validate(stage_sql, sql: str, run_id: str = "manual__2026-11-01"):
     """Stage rows as the example's 2026-11-01 partition and run the validate task on them."""
     cfg = settings()
     wh, staged = stage_sql(sql)
-    records.reset(cfg.internal_dir, EXAMPLE, DAY, run_id)
-    records.update(cfg.internal_dir, EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
+    records.RunRecords(cfg.internal_dir).start(EXAMPLE, DAY, run_id)
+    records.RunRecords(cfg.internal_dir).update(EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
     return staged
 
 
@@ -88,10 +87,10 @@ def _context(exc: BaseException, run_id: str = "manual__2026-11-01") -> dict:
 
 
 def _fail_validate(staged) -> BaseException:
-    """What the Airflow task raises: AirflowFailException from DataValidationFailed."""
+    """What the Airflow task raises: AirflowFailException from ValidationFailed."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    with pytest.raises(DataValidationFailed) as info:
+    with pytest.raises(ValidationFailed) as info:
         tasks.validate(EXAMPLE, staged.to_dict())
     try:
         raise AirflowFailException(str(info.value)) from info.value
@@ -103,7 +102,7 @@ def _fail_validate(staged) -> BaseException:
 
 
 def test_data_failure_payload_says_what_failed_and_redacts_identifiers(project, decl, stage_sql, webhook):
-    from pubdata.dag_factory import _alert_on_failure
+    from pubdata.orchestration.dag_factory import _alert_on_failure
 
     bad = (f"SELECT *, '{UUID}' AS client_id FROM ({GOOD_ROWS.replace('90000, 5000', '90000, 4999')}) "
            f"UNION ALL SELECT DATE '2026-11-01', 'FR', 'Linux', '{EMAIL}', 'beta', 70000, 9000, '{UUID}'")
@@ -125,13 +124,13 @@ def test_data_failure_payload_says_what_failed_and_redacts_identifiers(project, 
     assert "every row, Other rows included, has client_count &gt;= 5000: observed 1, expected {\"min_value\": 5000}" in text
     assert "no forbidden column (identifiers, IP addresses, raw URLs, ...): observed columns: client_id" in text
     assert "no value of locale looks like an identifier" in text and "observed 1 row(s), expected no rows" in text
-    rec = records.read(settings().internal_dir, EXAMPLE, DAY)
-    assert f"Report:* {rec['report']}" in text and "Quarantine:*" in text
-    assert rec["alert"]["webhook"] == "sent" and rec["alert"]["kind"] == "failed"
+    rec = records.RunRecords(settings().internal_dir).get(EXAMPLE, DAY)
+    assert f"Report:* {rec.report}" in text and "Quarantine:*" in text
+    assert rec.alert["webhook"] == "sent" and rec.alert["kind"] == "failed"
 
 
 def test_non_sensitive_samples_are_redacted_when_they_look_like_identifiers(project, stage_sql):
-    from pubdata.reports import shown
+    from pubdata.validation.redaction import shown
 
     check = {"expectation": "ExpectColumnValuesToBeInSet", "observed": 2, "expected": {"value_set": ["a"]},
              "unexpected_sample": [EMAIL, "de"], "sensitive": False, "success": False}
@@ -164,7 +163,7 @@ def test_undeliverable_alert_is_recorded_not_raised(project, monkeypatch):
         closed = s.getsockname()[1]
     monkeypatch.setenv("PUBDATA_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{closed}/x")
     d = load_all(project).declarations[EXAMPLE]
-    outcome = alerts.deliver(alerts.from_record(d, {}, kind="error", date=DAY, run_id="r", error="boom"))
+    outcome = alerts.deliver(alerts.from_record(d, None, kind="error", date=DAY, run_id="r", error="boom"))
     assert outcome["webhook"].startswith("failed: ConnectionError")
     assert outcome["email"].startswith("not configured")
 
@@ -226,7 +225,7 @@ def test_email_goes_through_airflows_smtp_settings(project, monkeypatch):
         monkeypatch.setenv("PUBDATA_ALERT_EMAIL", "oncall@example.org")
         assert alerts.smtp_configured()
         d = load_all(project).declarations[EXAMPLE]
-        alert = alerts.from_record(d, {}, kind="error", date=DAY, run_id="r", error="warehouse unavailable")
+        alert = alerts.from_record(d, None, kind="error", date=DAY, run_id="r", error="warehouse unavailable")
         outcome = alerts.deliver(alert, settings())
         assert outcome["email"] == "sent to data-eng@example.org, oncall@example.org", outcome
         [msg] = sink.messages
@@ -241,22 +240,22 @@ def test_email_goes_through_airflows_smtp_settings(project, monkeypatch):
 
 
 def test_gx_exception_alerts_as_an_error_never_as_a_data_failure(project, stage_sql, webhook):
-    from pubdata.dag_factory import _alert_on_failure
+    from pubdata.orchestration.dag_factory import _alert_on_failure
 
     (project / EXPECTATIONS).parent.mkdir(parents=True, exist_ok=True)
     (project / EXPECTATIONS).write_text("expectations:\n  - sql: SELECT * FROM {batch} WHERE no_such_column > 0\n"
                                         "    description: a check GX cannot evaluate\n")
     staged = _run_validate(stage_sql, GOOD_ROWS)
-    with pytest.raises(ValidationInfrastructureError) as info:
+    with pytest.raises(ValidationError) as info:
         tasks.validate(EXAMPLE, staged.to_dict())
-    rec = records.read(settings().internal_dir, EXAMPLE, DAY)
-    assert rec["state"] == "validation_error" and rec["validation"]["outcome"] == "error"
+    rec = records.RunRecords(settings().internal_dir).get(EXAMPLE, DAY)
+    assert rec.state == "validation_error" and rec.validation.outcome == "error"
     assert "quarantine" not in rec
     _alert_on_failure(EXAMPLE, _context(info.value))
     [req] = webhook.requests
     assert "infrastructure error" in req["json"]["text"] and "data failed" not in req["json"]["text"]
     text = json.dumps(req["json"])
-    assert "ValidationInfrastructureError" in text and "a check GX cannot evaluate" in text
+    assert "ValidationError" in text and "a check GX cannot evaluate" in text
 
 
 def test_warn_failure_publishes_and_alerts(project, stage_sql, webhook):
@@ -273,13 +272,13 @@ def test_warn_failure_publishes_and_alerts(project, stage_sql, webhook):
     [req] = webhook.requests
     assert "published with validation warnings" in req["json"]["text"]
     assert "[warn] page loads look high: observed 2 row(s), expected no rows" in json.dumps(req["json"])
-    assert records.read(settings().internal_dir, EXAMPLE, DAY)["alert"]["kind"] == "warning"
+    assert records.RunRecords(settings().internal_dir).get(EXAMPLE, DAY).alert["kind"] == "warning"
 
 
 def test_infrastructure_error_before_validation_alerts_with_the_exception(project, webhook):
-    from pubdata.dag_factory import _alert_on_failure
+    from pubdata.orchestration.dag_factory import _alert_on_failure
 
-    records.reset(settings().internal_dir, EXAMPLE, DAY, "manual__2026-11-01")
+    records.RunRecords(settings().internal_dir).start(EXAMPLE, DAY, "manual__2026-11-01")
     _alert_on_failure(EXAMPLE, _context(ConnectionError("warehouse unavailable from 10.2.3.4")))
     [req] = webhook.requests
     text = json.dumps(req["json"])
@@ -325,13 +324,13 @@ def test_failed_airflow_run_posts_one_alert(tmp_path, source_warehouse, airflow_
 
 def test_the_run_summary_withholds_identifier_looking_values():
     """The summary feeds the run record and, for warnings, the public metadata.json."""
-    from pubdata import tasks
-    from pubdata.validation import CheckResult
+    from pubdata.orchestration import tasks
+    from pubdata.validation.report import CheckResult
 
     warning = CheckResult("ExpectColumnValuesToBeInSet", "os in the known set", "warn", True,
                           observed={"unexpected": ["Linux", "7c9e6679-7425-40de-944b-e07fc1f90ae7"], "count": 2})
     forbidden = CheckResult("ExpectTableColumnsToExcludeForbidden", "no forbidden column", "fail", False,
                             observed={"client_id": "identifier"}, sensitive=True)
 
-    assert tasks._check(warning)["observed"] == {"unexpected": ["Linux", "[redacted]"], "count": 2}
-    assert tasks._check(forbidden)["observed"] == "columns: client_id"
+    assert tasks._check(warning).observed == {"unexpected": ["Linux", "[redacted]"], "count": 2}
+    assert tasks._check(forbidden).observed == "columns: client_id"

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pubdata.dag_factory import _partition
+from pubdata.orchestration.dag_factory import _partition
 
-LOGICAL = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+LOGICAL = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 
 
 def test_the_logical_date_by_default():

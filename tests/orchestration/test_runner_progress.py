@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pubdata import cli
-from pubdata.runner import TaskLogFollower
+from pubdata.orchestration.runner import TaskLogFollower
 
 DAG = "publish_telemetry_public__page_loads_by_country_v1"
 

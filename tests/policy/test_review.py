@@ -7,9 +7,9 @@ import re
 from typer.testing import CliRunner
 
 from pubdata.cli import app
-from pubdata.declaration import load_all
-from pubdata.review import review_markdown
-from tests.test_cli_check import CLIENT_SHARDS_SQL, DS, client_shards, derive, without_steward
+from pubdata.declarations import load_all
+from pubdata.policy.review import review_markdown
+from tests.support.derive import CLIENT_SHARDS_SQL, DS, client_shards, derive, without_steward
 
 
 def review(project, dataset_id: str) -> str:

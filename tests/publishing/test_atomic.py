@@ -15,11 +15,11 @@ import time
 
 import pytest
 
-from pubdata import publish as publishing
+from pubdata.publishing import publish as publishing
+from pubdata.publishing.catalog import INDEX_KEY
 from pubdata.stores.base import Store
 from pubdata.stores.local import LocalStore
-from tests.gcs_emulator import gcs_endpoint, gcs_store  # noqa: F401
-from tests.publishing import DAY, Harness, expected_rows
+from tests.support.harness import DAY, Harness, expected_rows
 
 DATASET = "ds.atomic_v1"
 PART_BYTES = 1024  # small parts: every version has several files
@@ -40,7 +40,7 @@ def _snapshot(harness: Harness, decl) -> tuple[str, list[dict] | None, str]:
     listed file was missing although the listing had not changed (a broken invariant).
     """
     store = harness.store
-    index = harness.read_json(publishing.INDEX_KEY) or {}
+    index = harness.read_json(INDEX_KEY) or {}
     entry = index.get("ds", {}).get("atomic", {}).get("v1")
     if entry is None:
         return "absent", None, ""
@@ -190,11 +190,11 @@ def _check_complete(harness: Harness, decl, candidates: dict[int, int]) -> int:
     assert len(markers) == 1, f"mixed versions {markers}"
     live = markers.pop()
     assert live in candidates and rows == expected_rows(live, candidates[live])
-    meta = harness.read_json(f"{publishing.table_prefix(decl)}/metadata.json")
+    meta = harness.read_json(f"{decl.dataset_id.public_prefix}/metadata.json")
     for f in meta["partitions"][DAY.isoformat()]["files"]:
         obj = harness.store.read(harness.key(f["url"]))
         assert obj is not None and hashlib.sha256(obj.data).hexdigest() == f["sha256"], f["url"]
-    assert "atomic" in harness.read_json(publishing.INDEX_KEY)["ds"]
+    assert "atomic" in harness.read_json(INDEX_KEY)["ds"]
     return live
 
 
@@ -280,10 +280,10 @@ def test_republishing_deletes_the_old_version_only_after_the_switch(tmp_path):
     harness.store = Recording()
     second = harness.publish(decl, marker=2, n=33)
 
-    prefix = publishing.table_prefix(decl)
+    prefix = decl.dataset_id.public_prefix
     writes = [k for op, k in order if op == "write"]
     switch = order.index(("write", f"{prefix}/files"))
-    index_update = order.index(("write", publishing.INDEX_KEY))
+    index_update = order.index(("write", INDEX_KEY))
     deletions = [i for i, (op, k) in enumerate(order) if op == "delete" and k in old_keys]
     assert len(deletions) == len(old_keys)  # every file of the old version, json, csv and parquet
     assert switch < index_update < min(deletions)
@@ -302,7 +302,7 @@ def test_files_of_an_earlier_layout_are_collected(tmp_path):
     """Fixed names (files/<date>/000000000000.json) from before version folders go after the switch."""
     harness = Harness(tmp_path, LocalStore(tmp_path / "public"))
     decl = harness.declare(DATASET)
-    old = f"{publishing.table_prefix(decl)}/files/{DAY.isoformat()}/000000000000.json"
+    old = f"{decl.dataset_id.public_prefix}/files/{DAY.isoformat()}/000000000000.json"
     harness.store.write(old, b"[]", content_type="application/json")
 
     harness.publish(decl, marker=1, n=5)
@@ -315,7 +315,7 @@ def test_garbage_collection_deletes_nothing_when_the_partition_is_not_listed(tmp
     harness = Harness(tmp_path, LocalStore(tmp_path / "public"))
     decl = harness.declare(DATASET)
     harness.publish(decl, marker=1, n=5)
-    stray = f"{publishing.table_prefix(decl)}/files/2026-11-05/abc/000000000000.json"
+    stray = f"{decl.dataset_id.public_prefix}/files/2026-11-05/abc/000000000000.json"
     harness.store.write(stray, b"[]", content_type="application/json")
 
     assert publishing.collect_garbage(harness.store, decl, "2026-11-05") == []

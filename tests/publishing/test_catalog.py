@@ -20,11 +20,12 @@ from urllib.parse import urldefrag, urljoin
 import pytest
 import requests
 
-from pubdata import catalog, policy
-from pubdata.declaration import load_all
+from pubdata.declarations import load_all
+from pubdata.policy import verdict as policy
+from pubdata.publishing import catalog
 from pubdata.stores.base import PreconditionFailed
 from pubdata.stores.local import LocalStore
-from tests.conftest import REPO, pubdata_cli
+from tests.support.project import REPO, pubdata_cli
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 BASE = "https://data.example.org/"
@@ -213,7 +214,7 @@ def served(tmp_path_factory, source_warehouse):
     """Every publishable dataset published (stage, validate, export, publish: the task code, no
     Airflow) into a fresh bucket, the page-loads example for two days; then `pubdata catalog
     --serve` on loopback. Yields the public base URL."""
-    from pubdata import tasks
+    from pubdata.orchestration import tasks
 
     root = tmp_path_factory.mktemp("catalog-e2e")
     port = _free_port()

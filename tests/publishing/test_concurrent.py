@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pubdata import publish as publishing
+from pubdata.publishing import publish as publishing
+from pubdata.publishing.catalog import INDEX_KEY
 from pubdata.stores.base import PreconditionFailed, Store
 from pubdata.stores.local import LocalStore
-from tests.gcs_emulator import gcs_endpoint, gcs_store  # noqa: F401
-from tests.publishing import DAY, Harness, expected_rows
+from tests.support.harness import DAY, Harness, expected_rows
 
 WORKERS = 20
 
@@ -62,7 +62,7 @@ def test_twenty_datasets_publishing_at_once_all_reach_the_index(tmp_path, store)
     decls = [harness.declare(f"ds{i % 4}.table{i}_v1") for i in range(WORKERS)]
     staged = {d.id: harness.stage(d, marker=i, n=3 + i) for i, d in enumerate(decls)}
     exported = {d.id: harness.export(d, staged[d.id]) for d in decls}
-    columns = [(c.name, c.type) for c in harness.warehouse.columns(staged[decls[0].id])]
+    columns = [(c.name, c.type, harness.warehouse.type_family(c.type)) for c in harness.warehouse.columns(staged[decls[0].id])]
     start = threading.Barrier(WORKERS)
 
     def publish(decl):
@@ -72,12 +72,12 @@ def test_twenty_datasets_publishing_at_once_all_reach_the_index(tmp_path, store)
     with ThreadPoolExecutor(WORKERS) as pool:
         results = list(pool.map(publish, decls))
 
-    index = harness.read_json(publishing.INDEX_KEY)
+    index = harness.read_json(INDEX_KEY)
     listed = sorted(f"{ds}.{table}_{v}" for ds, tables in index.items() for table, vs in tables.items() for v in vs)
     assert listed == sorted(d.id for d in decls)
     for i, (decl, result) in enumerate(zip(decls, results)):
         entry = index[decl.dataset][decl.table][f"v{decl.version}"]
-        assert entry["files_uri"] == harness.base_url + publishing.table_prefix(decl) + "/files"
+        assert entry["files_uri"] == harness.base_url + decl.dataset_id.public_prefix + "/files"
         rows = [r for url in harness.listing(decl)[DAY.isoformat()] for r in harness.read_json(harness.key(url))]
         assert rows == expected_rows(i, 3 + i)
         assert result["rows"] == 3 + i
@@ -96,7 +96,7 @@ def test_a_lost_update_is_retried_not_lost(tmp_path, store):
 
         def read(self, key):
             obj = store.read(key)
-            if key == publishing.INDEX_KEY and not interfered:
+            if key == INDEX_KEY and not interfered:
                 interfered.append(key)
                 Harness(tmp_path, store).publish(theirs, marker=2, n=2, run_key="theirs")
             return obj
@@ -120,7 +120,7 @@ def test_a_lost_update_is_retried_not_lost(tmp_path, store):
     harness.publish(ours, marker=1, n=2)
 
     assert interfered
-    index = harness.read_json(publishing.INDEX_KEY)
+    index = harness.read_json(INDEX_KEY)
     assert set(index["ds"]) == {"ours", "theirs"}
 
 
@@ -130,7 +130,7 @@ def test_days_of_one_dataset_publishing_at_once_are_all_listed_and_described(tmp
     days = [DAY.replace(day=d) for d in range(1, 9)]
     staged = {day: harness.stage(decl, marker=day.day, n=day.day, day=day) for day in days}
     exported = {day: harness.export(decl, staged[day], run_key=f"r{day.day}") for day in days}
-    columns = [(c.name, c.type) for c in harness.warehouse.columns(staged[days[0]])]
+    columns = [(c.name, c.type, harness.warehouse.type_family(c.type)) for c in harness.warehouse.columns(staged[days[0]])]
     start = threading.Barrier(len(days))
 
     def publish(day):
@@ -140,7 +140,7 @@ def test_days_of_one_dataset_publishing_at_once_are_all_listed_and_described(tmp
     with ThreadPoolExecutor(len(days)) as pool:
         list(pool.map(publish, days))
 
-    prefix = publishing.table_prefix(decl)
+    prefix = decl.dataset_id.public_prefix
     listing = harness.listing(decl)
     assert list(listing) == [d.isoformat() for d in days]
     for day in days:

@@ -14,10 +14,11 @@ import pytest
 import requests
 
 import pubdata
-from pubdata import publish as publishing
+from pubdata.publishing.metadata import FIELD_TYPES
 from pubdata.stores.local import LocalStore
-from pubdata.transparency import field_type
-from tests.publishing import DAY, Harness
+from pubdata.warehouses.bigquery import BigQueryWarehouse
+from pubdata.warehouses.duckdb import DuckDBWarehouse
+from tests.support.harness import DAY, Harness
 
 
 def _free_port() -> int:
@@ -29,7 +30,7 @@ def _free_port() -> int:
 @pytest.fixture
 def served(tmp_path):
     """Two published days of a dataset in JSON, CSV and Parquet, served over HTTP as the public sees it."""
-    from pubdata.serve import start
+    from pubdata.stores.serve import start
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}/"
@@ -39,7 +40,7 @@ def served(tmp_path):
     harness.publish(decl, marker=1, n=30, day=DAY.replace(day=2))
     harness.publish(decl, marker=2, n=20)
     server = start(store, "127.0.0.1", port)
-    yield harness, decl, base + publishing.table_prefix(decl) + "/"
+    yield harness, decl, base + decl.dataset_id.public_prefix + "/"
     server.shutdown()
 
 
@@ -134,24 +135,27 @@ def test_jsonld_describes_the_dataset_for_search_engines(served):
 
 
 def test_script_end_tags_in_text_cannot_break_out_of_the_jsonld(tmp_path):
-    from pubdata.transparency import landing_page
+    from pubdata.publishing.metadata import landing_page
 
     harness = Harness(tmp_path, LocalStore(tmp_path / "public"))
     decl = harness.declare("ds.tricky_v1")
     harness.publish(decl, marker=1, n=2)
-    meta = harness.read_json(f"{publishing.table_prefix(decl)}/metadata.json")
+    meta = harness.read_json(f"{decl.dataset_id.public_prefix}/metadata.json")
     meta["description"] = 'Evil </script><script>alert(1)</script> & "quotes"'
     html = landing_page(meta, {"@type": "Dataset", "description": meta["description"]}, meta["links"])
     assert html.count("</script>") == 1
     assert "<script>alert(1)" not in html
 
 
-@pytest.mark.parametrize("sql_type, expected", [
-    ("INT64", "integer"), ("BIGINT", "integer"), ("HUGEINT", "integer"), ("FLOAT64", "number"),
-    ("DECIMAL(18,3)", "number"), ("NUMERIC", "number"), ("BOOL", "boolean"), ("DATE", "date"),
-    ("TIMESTAMP", "datetime"), ("TIMESTAMP WITH TIME ZONE", "datetime"), ("VARCHAR", "string"),
-    ("STRING", "string"), ("ARRAY<STRING>", "array"), ("VARCHAR[]", "array"), ("STRUCT<a INT64>", "object"),
-    ("GEOGRAPHY", "any"),
+@pytest.mark.parametrize("warehouse, sql_type, expected", [
+    (BigQueryWarehouse, "INT64", "integer"), (DuckDBWarehouse, "BIGINT", "integer"), (DuckDBWarehouse, "HUGEINT", "integer"),
+    (BigQueryWarehouse, "FLOAT64", "number"), (DuckDBWarehouse, "DECIMAL(18,3)", "number"),
+    (BigQueryWarehouse, "NUMERIC", "number"), (BigQueryWarehouse, "BOOL", "boolean"), (DuckDBWarehouse, "DATE", "date"),
+    (BigQueryWarehouse, "TIMESTAMP", "datetime"), (DuckDBWarehouse, "TIMESTAMP WITH TIME ZONE", "datetime"),
+    (DuckDBWarehouse, "VARCHAR", "string"), (BigQueryWarehouse, "STRING", "string"),
+    (BigQueryWarehouse, "ARRAY<STRING>", "array"), (DuckDBWarehouse, "VARCHAR[]", "array"),
+    (BigQueryWarehouse, "STRUCT<a INT64>", "object"), (DuckDBWarehouse, "STRUCT(a INTEGER)", "object"),
+    (BigQueryWarehouse, "GEOGRAPHY", "any"),
 ])
-def test_warehouse_types_map_to_table_schema_types(sql_type, expected):
-    assert field_type(sql_type) == expected
+def test_warehouse_types_map_to_table_schema_types(warehouse, sql_type, expected):
+    assert FIELD_TYPES.get(warehouse.type_family(sql_type), "any") == expected

@@ -1,4 +1,4 @@
-"""Public file formats: splitting at export.max_file_bytes with 12-digit names, deterministic order
+"""Public file formats: parts of at most export.max_file_bytes with 12-digit names, deterministic order
 and bytes, gzip content-encoding of JSON and CSV on GCS (fake-gcs-server)."""
 
 from __future__ import annotations
@@ -14,36 +14,47 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from pubdata import formats
-from pubdata.formats import FormatError, split
+from pubdata.publishing import parts as formats
+from pubdata.publishing.parts import FormatError
 from pubdata.stores.local import LocalStore
-from tests.gcs_emulator import gcs_endpoint, gcs_store  # noqa: F401
-from tests.publishing import DAY, Harness, expected_rows
+from tests.support.harness import DAY, Harness, expected_rows
 
 ROWS = [{"day": "2026-11-01", "country": f"C{i:03d}", "n": 5000 + i * 7, "note": None if i % 5 else "a, \"b\"\nc"}
         for i in range(300)]
-
-
-def _json_array_duckdb_style(rows) -> str:
-    # DuckDB's COPY ... (FORMAT json, ARRAY true): tab-indented rows.
-    return "[\n" + ",\n".join("\t" + json.dumps(r, separators=(",", ":")) for r in rows) + "\n]\n"
-
-
-def _json_array_bigquery_style(rows) -> str:
-    # The BigQuery warehouse's streaming writer: one row per line, no indentation.
-    return "[" + "".join(("\n" if i == 0 else ",\n") + json.dumps(r) for i, r in enumerate(rows)) + "\n]\n"
 
 
 def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("style", [_json_array_duckdb_style, _json_array_bigquery_style])
-def test_json_parts_are_arrays_under_the_limit_in_order(tmp_path, style):
-    source = tmp_path / "whole.json"
-    source.write_text(style(ROWS), encoding="utf-8")
+def _rows_with_ends(rows: list[dict], fmt: str) -> list[bytes]:
+    return [json.dumps(r, separators=(",", ":")).encode() + formats.ROW_END[fmt] for r in rows]
 
-    parts = split(source, "json", 2048, tmp_path / "out")
+
+def json_parts(rows: list, max_bytes: int, out) -> list[formats.Part]:
+    writer = formats.TextParts("json", max_bytes, out)
+    if rows:
+        writer.add(pa.array(_rows_with_ends(rows, "json"), pa.binary()))
+    return writer.finish()
+
+
+def csv_parts(header: list[str], records: list[list[str]], max_bytes: int, out) -> list[formats.Part]:
+    writer = formats.TextParts("csv", max_bytes, out, header=",".join(map(formats.csv_field, header)).encode())
+    lines = [(",".join(formats.csv_field(v) for v in r) + "\n").encode() for r in records]
+    if lines:
+        writer.add(pa.array(lines, pa.binary()))
+    return writer.finish()
+
+
+def parquet_parts(table: pa.Table, max_bytes: int, out, chunk: int = 4096) -> list[formats.Part]:
+    writer = formats.ParquetParts(table.schema, max_bytes, out)
+    for batch in table.to_batches(max_chunksize=chunk):
+        writer.add(batch)
+    return writer.finish()
+
+
+def test_json_parts_are_arrays_under_the_limit_in_order(tmp_path):
+    parts = json_parts(ROWS, 2048, tmp_path / "out")
 
     assert len(parts) > 5
     assert [p.name for p in parts] == [f"{i:012d}.json" for i in range(len(parts))]
@@ -58,92 +69,53 @@ def test_json_parts_are_arrays_under_the_limit_in_order(tmp_path, style):
     assert rows == ROWS
 
 
-def test_json_rows_keep_their_bytes_across_read_chunks(tmp_path, monkeypatch):
-    """Rows that straddle the reader's chunks (numbers included) come out byte for byte."""
-    monkeypatch.setattr(formats, "_READ_CHUNK", 7)
-    rows = [{"a": 123456789, "s": "é✓\"\\"}, 1.5e300, -0, "x", [1, [2, {"b": None}]], {"big": 12345678901234567890}]
-    source = tmp_path / "whole.json"
-    source.write_text("[ " + " ,\n ".join(json.dumps(r, ensure_ascii=False) for r in rows) + " ]", encoding="utf-8")
-
-    parts = split(source, "json", 10_000, tmp_path / "out")
-
-    assert len(parts) == 1
-    text = parts[0].path.read_text(encoding="utf-8")
-    assert text == "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n"
-
-
 def test_a_row_larger_than_the_limit_gets_a_part_of_its_own(tmp_path):
     rows = [{"i": 1}, {"i": 2, "pad": "x" * 500}, {"i": 3}]
-    source = tmp_path / "whole.json"
-    source.write_text(json.dumps(rows))
 
-    parts = split(source, "json", 100, tmp_path / "out")
+    parts = json_parts(rows, 100, tmp_path / "out")
 
     assert [json.loads(p.path.read_bytes()) for p in parts] == [[rows[0]], [rows[1]], [rows[2]]]
 
 
 def test_empty_exports_still_give_one_file(tmp_path):
-    (tmp_path / "e.json").write_text("[]\n")
-    (tmp_path / "e.csv").write_text("a,b\n")
-    pq.write_table(pa.table({"a": pa.array([], pa.int64())}), tmp_path / "e.parquet")
+    json_parts_ = json_parts([], 1024, tmp_path / "j")
+    csv_parts_ = csv_parts(["a", "b"], [], 1024, tmp_path / "c")
+    parquet_parts_ = parquet_parts(pa.table({"a": pa.array([], pa.int64())}), 1024, tmp_path / "p")
 
-    json_parts = split(tmp_path / "e.json", "json", 1024, tmp_path / "j")
-    csv_parts = split(tmp_path / "e.csv", "csv", 1024, tmp_path / "c")
-    parquet_parts = split(tmp_path / "e.parquet", "parquet", 1024, tmp_path / "p")
-
-    assert [(p.name, p.rows, p.path.read_bytes()) for p in json_parts] == [("000000000000.json", 0, b"[]\n")]
-    assert [(p.name, p.rows, p.path.read_bytes()) for p in csv_parts] == [("000000000000.csv", 0, b"a,b\n")]
-    assert [(p.name, p.rows) for p in parquet_parts] == [("000000000000.parquet", 0)]
-    assert pq.read_table(parquet_parts[0].path).column_names == ["a"]
-
-
-def test_broken_exports_are_refused(tmp_path):
-    (tmp_path / "obj.json").write_text('{"a": 1}')
-    (tmp_path / "cut.json").write_text('[{"a": 1}, {"a": ')
-    (tmp_path / "cut.csv").write_text('a,b\n1,"open\n')
-    with pytest.raises(FormatError, match="not an array"):
-        split(tmp_path / "obj.json", "json", 1024, tmp_path / "o1")
-    with pytest.raises(FormatError):
-        split(tmp_path / "cut.json", "json", 1024, tmp_path / "o2")
-    with pytest.raises(FormatError, match="inside a quoted field"):
-        split(tmp_path / "cut.csv", "csv", 1024, tmp_path / "o3")
+    assert [(p.name, p.rows, p.path.read_bytes()) for p in json_parts_] == [("000000000000.json", 0, b"[]\n")]
+    assert [(p.name, p.rows, p.path.read_bytes()) for p in csv_parts_] == [("000000000000.csv", 0, b"a,b\n")]
+    assert [(p.name, p.rows) for p in parquet_parts_] == [("000000000000.parquet", 0)]
+    assert pq.read_table(parquet_parts_[0].path).column_names == ["a"]
 
 
 def test_csv_parts_repeat_the_header_and_keep_quoted_newlines(tmp_path):
-    source = tmp_path / "whole.csv"
-    with open(source, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(list(ROWS[0]))
-        for r in ROWS:
-            writer.writerow(["" if v is None else v for v in r.values()])
+    records = [["" if v is None else str(v) for v in r.values()] for r in ROWS]
 
-    parts = split(source, "csv", 1500, tmp_path / "out")
+    parts = csv_parts(list(ROWS[0]), records, 1500, tmp_path / "out")
 
     assert len(parts) > 3
     rows = []
     for part in parts:
         data = part.path.read_bytes()
         assert len(data) == part.bytes <= 1500
-        records = list(csv.reader(io.StringIO(data.decode())))
-        assert records[0] == list(ROWS[0])
-        assert len(records) - 1 == part.rows
-        rows += records[1:]
-    assert rows == [["" if v is None else str(v) for v in r.values()] for r in ROWS]
+        parsed = list(csv.reader(io.StringIO(data.decode())))
+        assert parsed[0] == list(ROWS[0])
+        assert len(parsed) - 1 == part.rows
+        rows += parsed[1:]
+    assert rows == records
     assert any("\n" in cell for row in rows for cell in row)
 
 
 def test_parquet_parts_stay_under_the_limit_in_order(tmp_path):
     table = pa.table({"i": list(range(20_000)), "s": [f"row-{i}-" + "x" * (i % 37) for i in range(20_000)]})
-    source = tmp_path / "whole.parquet"
-    pq.write_table(table, source, compression="zstd")
 
-    parts = split(source, "parquet", 40_000, tmp_path / "out")
+    parts = parquet_parts(table, 40_000, tmp_path / "out")
 
     assert len(parts) > 2
     assert all(p.path.stat().st_size == p.bytes <= 40_000 for p in parts)
     assert pa.concat_tables([pq.read_table(p.path) for p in parts]).equals(table)
     assert sum(p.rows for p in parts) == 20_000
-    again = split(source, "parquet", 40_000, tmp_path / "again")
+    again = parquet_parts(table, 40_000, tmp_path / "again")
     assert [_sha(p.path) for p in again] == [_sha(p.path) for p in parts]
 
 
@@ -200,48 +172,14 @@ def test_on_gcs_json_and_csv_are_gzip_encoded_and_parquet_is_not(tmp_path, gcs_s
     assert rows == expected_rows(3, 40)
 
 
-@pytest.mark.parametrize("style", [_json_array_duckdb_style, _json_array_bigquery_style])
-def test_row_per_line_exports_split_like_the_decoder_would(tmp_path, style, monkeypatch):
-    """The line-cutting path and the decoder give the same parts, byte for byte."""
-    source = tmp_path / "whole.json"
-    source.write_text(style(ROWS), encoding="utf-8")
-    fast = split(source, "json", 4096, tmp_path / "fast")
-    monkeypatch.setattr(formats, "_json_lines", formats._json_decoded)
-    slow = split(source, "json", 4096, tmp_path / "slow")
-    assert [(p.name, p.rows, p.path.read_bytes()) for p in fast] == [(p.name, p.rows, p.path.read_bytes()) for p in slow]
-
-
-@pytest.mark.parametrize("text, words", [
-    ('[\n\t{"a":1},\n\t{"a":2},\n', "ends before its closing"),
-    ('[\n\t{"a":1},\n\t{"a":\n2}\n]\n', "line 3"),
-    ('[\n\t{"a":1}\n]\n{"b":2}\n', "goes on after"),
-])
-def test_a_broken_row_per_line_export_is_refused(tmp_path, text, words):
-    (tmp_path / "bad.json").write_text(text)
-    with pytest.raises(FormatError, match=words):
-        split(tmp_path / "bad.json", "json", 1024, tmp_path / "out")
-
-
-def test_an_empty_row_per_line_export_gives_an_empty_array(tmp_path):
-    (tmp_path / "e.json").write_text("[\n]\n")
-    parts = split(tmp_path / "e.json", "json", 1024, tmp_path / "out")
-    assert [(p.rows, p.path.read_bytes()) for p in parts] == [(0, b"[]\n")]
-
-
 # -- the streaming writers ------------------------------------------------------------------------
-
-
-def _rows_with_ends(rows: list[dict], fmt: str) -> list[bytes]:
-    return [json.dumps(r, separators=(",", ":")).encode() + formats.ROW_END[fmt] for r in rows]
 
 
 @pytest.mark.parametrize("batch", [1, 7, 64, 10_000])
 def test_text_parts_do_not_depend_on_how_rows_arrive_in_batches(tmp_path, batch):
-    """Arrow batches of any size give the parts `split` gives for the same rows, checksums included."""
+    """Arrow batches of any size give the parts one batch gives for the same rows, checksums included."""
     rows = _rows_with_ends(ROWS, "json")
-    whole = tmp_path / "whole.json"
-    whole.write_bytes(b"[\n" + b"".join(rows)[:-2] + b"\n]\n")
-    expected = split(whole, "json", 2048, tmp_path / "split")
+    expected = json_parts(ROWS, 2048, tmp_path / "whole")
 
     writer = formats.TextParts("json", 2048, tmp_path / "stream")
     for i in range(0, len(rows), batch):

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from pubdata import records, tasks
 from pubdata.config import settings
-from pubdata.warehouses.base import WarehouseError
+from pubdata.errors import ConfigurationError
+from pubdata.orchestration import records, tasks
 from pubdata.warehouses.bigquery import BigQueryWarehouse
-from tests.conftest import copy_project
-from tests.fake_bigquery import FakeBigQuery
-from tests.gcs_emulator import create_bucket, gcs_endpoint  # noqa: F401
+from tests.support.fake_bigquery import FakeBigQuery
+from tests.support.gcs_emulator import create_bucket
+from tests.support.project import copy_project
 
 pytestmark = pytest.mark.gcs
 
@@ -117,7 +117,7 @@ def production(tmp_path, monkeypatch, gcs_endpoint):
 def _validated(staged: dict) -> None:
     """What the validate task records when the suite passes. Great Expectations runs inside BigQuery
     and cannot over this fake (tests/test_warehouse_bigquery.py builds its batch)."""
-    records.update(settings().internal_dir, EXAMPLE, staged["partition"], state="validated",
+    records.RunRecords(settings().internal_dir).update(EXAMPLE, staged["partition"], state="validated",
                    validation={"outcome": "passed", "checks": 9, "warnings": []})
 
 
@@ -192,7 +192,7 @@ def test_stage_extract_publish_end_to_end(production):
     # staged partition was dropped.
     assert store.list("_staging/") == []
     assert fake.calls("DELETE")[-1].path.endswith(f"/tables/{STAGING_TABLE}$20261101")
-    assert records.read(settings().internal_dir, EXAMPLE, "2026-11-01")["state"] == "published"
+    assert records.RunRecords(settings().internal_dir).get(EXAMPLE, "2026-11-01").state == "published"
 
 
 def test_rerun_gives_identical_files_and_leaves_nothing_stale(production):
@@ -235,7 +235,7 @@ def test_permanent_errors_fail_fast_and_say_what_to_fix(production):
               times=5)
     inserts_before = len(fake.calls("POST", r"/jobs$"))
 
-    with pytest.raises(WarehouseError) as info:
+    with pytest.raises(ConfigurationError) as info:
         tasks.export(EXAMPLE, staged, "manual__again")
 
     message = str(info.value)

@@ -6,7 +6,7 @@ import hashlib
 
 import duckdb
 
-from pubdata.synthetic import SynthSpec, existing_spec, generate
+from pubdata.sources.synthetic import SynthSpec, existing_spec, generate
 
 
 def _digest(path) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pubdata.declaration import DeclarationFile
-from pubdata.sqlcheck import (
+from pubdata.declarations import DeclarationFile
+from pubdata.sql.rules import (
     RULE_FORBIDDEN_COLUMN,
     RULE_FORBIDDEN_LINEAGE,
     RULE_NONDETERMINISTIC,

@@ -20,10 +20,11 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from pubdata.errors import ConfigurationError
 from pubdata.stores import PreconditionFailed, StoreError, open_store
 from pubdata.stores.base import StoredObject
 from pubdata.stores.gcs import _UPLOAD_CHUNK_SIZE, GCSStore
-from tests.gcs_emulator import create_bucket, gcs_endpoint, gcs_store  # noqa: F401
+from tests.support.gcs_emulator import create_bucket
 
 gcs = pytest.mark.gcs
 JSON = "application/json"
@@ -283,7 +284,7 @@ def test_missing_bucket_says_what_to_fix(gcs_endpoint, monkeypatch):
         lambda: store.copy("a", "b"),
     ]
     for operation in operations:
-        with pytest.raises(StoreError) as info:
+        with pytest.raises(ConfigurationError) as info:
             operation()
         assert not isinstance(info.value, PreconditionFailed)
         message = str(info.value)
@@ -410,18 +411,18 @@ def test_transient_errors_are_retried(faulty):
 def test_permanent_errors_are_not_retried(faulty):
     proxy, store = faulty
     proxy.fail_next(403)
-    with pytest.raises(StoreError, match="roles/storage.objectAdmin") as info:
+    with pytest.raises(ConfigurationError, match="roles/storage.objectAdmin") as info:
         store.write("k", b"v", content_type="text/plain")
     assert "injected 403" in str(info.value)
     assert len(proxy.requests) == 1
 
     proxy.fail_next(400)
-    with pytest.raises(StoreError, match="invalid: .*injected 400"):
+    with pytest.raises(ConfigurationError, match="invalid: .*injected 400"):
         store.read("k")
     assert len(proxy.requests) == 1
 
     proxy.fail_next(401)  # the session tries to refresh the credentials; anonymous ones cannot
-    with pytest.raises(StoreError, match="credentials in use were refused"):
+    with pytest.raises(ConfigurationError, match="credentials in use were refused"):
         store.list("")
     assert len(proxy.requests) == 1
 

@@ -120,7 +120,7 @@ def test_unconditional_writes_take_part_in_compare_and_swap(store, monkeypatch):
     def conditional():
         try:
             store.write("k", b"conditional", content_type="text/plain", if_generation_match=gen)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=conditional, name="conditional")

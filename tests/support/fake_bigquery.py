@@ -185,7 +185,7 @@ class FakeBigQuery(BaseAdapter):
 
     # -- transport -------------------------------------------------------------------------
 
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # noqa: D102
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         parts = urlsplit(request.url)
         path = unquote(parts.path)
         path = path[len(API_ROOT):] if path.startswith(API_ROOT) else path

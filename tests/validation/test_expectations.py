@@ -12,25 +12,21 @@ import duckdb
 import pytest
 import sqlglot
 
-from pubdata import quarantine, records, tasks
 from pubdata.config import settings
-from pubdata.declaration import load_all
-from pubdata.expectations_file import load as load_file
+from pubdata.declarations import load_all
+from pubdata.errors import ConfigurationError, ExpectationsFileError, ValidationFailed
+from pubdata.orchestration import quarantine, records, tasks
 from pubdata.stores import open_store
-from pubdata.validation import ExpectationsFileError, suite_for, validate
-from pubdata.validation_checks import (
-    IDENTIFIER_PATTERNS,
-    accepted_types,
-    check_column_types,
-    column_types_expectation,
-    identifier_kinds,
-    identifier_scan,
-    previous_published,
-    regex_predicate,
-)
+from pubdata.validation.expectations.column_types import accepted_types, check_column_types, column_types_expectation
+from pubdata.validation.expectations.identifier_scan import IDENTIFIER_PATTERNS, identifier_kinds, identifier_scan
+from pubdata.validation.expectations.row_count_band import previous_published
+from pubdata.validation.expectations_file import load as load_file
+from pubdata.validation.run import validate
+from pubdata.validation.suite import suite_for
 from pubdata.warehouses.base import Column
-from tests.conftest import pubdata_cli
-from tests.conftest import EXAMPLE, GOOD_ROWS
+from pubdata.warehouses.bigquery import BigQueryWarehouse
+from pubdata.warehouses.duckdb import DuckDBWarehouse
+from tests.support.project import EXAMPLE, GOOD_ROWS, pubdata_cli, staged_exists
 
 EXPECTATIONS = f"expectations/{EXAMPLE.split('.')[0]}/page_loads_by_country_v1.yaml"
 
@@ -53,7 +49,7 @@ def _check(report, start: str):
 
 def test_full_suite_passes_on_good_data(decl, stage_sql):
     wh, staged = stage_sql(GOOD_ROWS)
-    specs = suite_for(decl, wh.engine)
+    specs = suite_for(decl, wh)
     names = {s.name for s in specs}
     assert "ExpectTableColumnTypesToMatchDeclaration" in names
     assert sum(s.description.startswith("no value of ") for s in specs) == 6  # every column but the date
@@ -86,15 +82,15 @@ def test_column_types_pass_on_good_data_and_know_bigquery_names(decl, stage_sql)
     bq_good = [Column("submission_date", "DATE"), Column("country", "STRING"), Column("os", "STRING"),
                Column("locale", "STRING"), Column("normalized_channel", "STRING"), Column("page_loads", "INT64"),
                Column("client_count", "INT64")]
-    assert check_column_types(spec, bq_good, "bigquery")["success"]
+    assert check_column_types(spec, bq_good, BigQueryWarehouse)["success"]
     bq_bad = bq_good[:-1] + [Column("client_count", "FLOAT64")]
-    result = check_column_types(spec, bq_bad, "bigquery")
+    result = check_column_types(spec, bq_bad, BigQueryWarehouse)
     assert not result["success"] and result["observed"] == {"client_count": "FLOAT64"}
     assert result["expected"] == {"client_count": ["INT64"]}
-    assert "DECIMAL" in accepted_types("duckdb", "metric") and "NUMERIC" in accepted_types("bigquery", "metric")
+    assert "DECIMAL" in accepted_types(DuckDBWarehouse, "metric") and "NUMERIC" in accepted_types(BigQueryWarehouse, "metric")
     duck_decimal = [Column(c.name, {"DATE": "DATE", "STRING": "VARCHAR", "INT64": "BIGINT"}[c.type]) for c in bq_good]
     duck_decimal[5] = Column("page_loads", "DECIMAL(38,0)")
-    assert check_column_types(spec, duck_decimal, "duckdb")["success"]
+    assert check_column_types(spec, duck_decimal, DuckDBWarehouse)["success"]
 
 
 # -- identifier scan ---------------------------------------------------------------------------
@@ -113,7 +109,7 @@ HARMLESS = ["US", "Other", "en-US", "Windows_NT", "120.0.1", "12:30:45", "std::v
 def test_identifier_scan_fails_on_each_kind(decl, stage_sql, kind):
     value = IDENTIFIER_VALUES[kind]
     wh, staged = stage_sql(GOOD_ROWS.replace("'de', 'release'", f"'prefix {value} suffix', 'release'"))
-    report = validate(decl, wh, staged, specs=identifier_scan(decl, wh.engine))
+    report = validate(decl, wh, staged, specs=identifier_scan(decl, wh))
     assert report.outcome == "failed", report.summary()
     [failure] = report.failures
     assert failure.description.startswith("no value of locale looks like an identifier")
@@ -126,7 +122,7 @@ def test_identifier_scan_passes_on_harmless_values(decl, stage_sql):
     rows = " UNION ALL ".join(
         f"SELECT DATE '2026-11-01', 'US', 'Linux', '{v}', 'release', 100000, 6000" for v in HARMLESS)
     wh, staged = stage_sql(f"SELECT * FROM ({rows}) t(submission_date, country, os, locale, normalized_channel, page_loads, client_count)")
-    report = validate(decl, wh, staged, specs=identifier_scan(decl, wh.engine))
+    report = validate(decl, wh, staged, specs=identifier_scan(decl, wh))
     assert report.outcome == "passed", report.summary()
 
 
@@ -135,14 +131,14 @@ def test_duckdb_re2_and_python_agree_on_every_pattern():
     con = duckdb.connect()
     for value in [*IDENTIFIER_VALUES.values(), *HARMLESS, "x 10.1.2.3", "::1", "fe80::1%eth0", "1.2.3.4.5"]:
         for kind, pattern in IDENTIFIER_PATTERNS.items():
-            sql = regex_predicate("duckdb", "v", pattern)
+            sql = DuckDBWarehouse.regex_contains(DuckDBWarehouse.as_text('"v"'), pattern)
             in_duckdb = con.execute(f"SELECT {sql} FROM (SELECT ? AS v)", [value]).fetchone()[0]
             assert in_duckdb == (kind in identifier_kinds(value)), (value, kind)
     con.close()
 
 
 def test_bigquery_identifier_scan_is_bigquery_sql(decl):
-    specs = identifier_scan(decl, "bigquery")
+    specs = identifier_scan(decl, BigQueryWarehouse)
     assert len(specs) == 6
     for spec in specs:
         query = spec.kwargs["unexpected_rows_query"]
@@ -151,7 +147,7 @@ def test_bigquery_identifier_scan_is_bigquery_sql(decl):
         tree = sqlglot.parse_one(sql, read="bigquery")
         assert tree.find(sqlglot.exp.RegexpLike) is not None
     # the same patterns as DuckDB, once GX has formatted the braces back
-    duck = identifier_scan(decl, "duckdb")[0].kwargs["unexpected_rows_query"].format(batch="t")
+    duck = identifier_scan(decl, DuckDBWarehouse)[0].kwargs["unexpected_rows_query"].format(batch="t")
     bq = specs[0].kwargs["unexpected_rows_query"].format(batch="t")
     assert duck.split("'")[1] == bq.split("r'")[1].split("'")[0]
 
@@ -162,7 +158,7 @@ def test_version_columns_may_have_four_dotted_numbers(project):
     spec = d.spec.model_copy(update={"policy": d.spec.policy.model_copy(update={"dimensions": dims})})
     from dataclasses import replace
 
-    scan = identifier_scan(replace(d, spec=spec), "duckdb")
+    scan = identifier_scan(replace(d, spec=spec), DuckDBWarehouse)
     locale = [s for s in scan if s.columns == ("locale",)][0]
     assert "ipv4" not in locale.description and "ipv4" in scan[0].description
     assert "25[0-5]" not in locale.kwargs["unexpected_rows_query"]
@@ -195,7 +191,7 @@ WITH_TOTALS = """
 ])
 def test_totals_equal_the_sum_of_published_cells(project, stage_sql, sql, outcome):
     d = _write_expectations(project, TOTALS_FILE)
-    specs = [s for s in suite_for(d) if s.description.startswith("rows with os = All")]
+    specs = [s for s in suite_for(d, DuckDBWarehouse) if s.description.startswith("rows with os = All")]
     assert len(specs) == 1 and specs[0].severity == "fail"
     wh, staged = stage_sql(sql)
     report = validate(d, wh, staged, specs=specs)
@@ -205,7 +201,7 @@ def test_totals_equal_the_sum_of_published_cells(project, stage_sql, sql, outcom
 
 
 def test_totals_sql_is_bigquery_sql_too(project):
-    from pubdata.validation_checks import Total, totals_sql
+    from pubdata.validation.expectations.totals import Total, totals_sql
 
     d = _write_expectations(project, TOTALS_FILE)
     sql = totals_sql(d, Total("os", "All", ("page_loads",))).format(batch="(SELECT * FROM `p.s.t`)")
@@ -218,38 +214,36 @@ def test_totals_sql_is_bigquery_sql_too(project):
 
 
 def _publish_metadata(decl, partitions: dict[str, int]):
-    from pubdata.publish import table_prefix
-
     store = open_store(settings().bucket_url)
     meta = {"partitions": {p: {"rows": n} for p, n in partitions.items()}, "row_count": sum(partitions.values())}
-    store.write(f"{table_prefix(decl)}/metadata.json", json.dumps(meta).encode(), content_type="application/json")
+    store.write(f"{decl.dataset_id.public_prefix}/metadata.json", json.dumps(meta).encode(), content_type="application/json")
     return store
 
 
 def test_row_count_band_uses_the_previous_published_partition(decl, stage_sql):
     store = open_store(settings().bucket_url)
     assert previous_published(store, decl, "2026-11-01") is None  # first partition: no band
-    assert not [s for s in suite_for(decl, "duckdb", None) if s.description.startswith("row count within")]
+    assert not [s for s in suite_for(decl, DuckDBWarehouse, None) if s.description.startswith("row count within")]
     store = _publish_metadata(decl, {"2026-10-30": 7, "2026-10-31": 4, "2026-11-01": 999, "2026-11-02": 1})
     assert previous_published(store, decl, "2026-11-01") == ("partition 2026-10-31", 4)
-    [band] = [s for s in suite_for(decl, "duckdb", ("partition 2026-10-31", 4)) if s.description.startswith("row count")]
+    [band] = [s for s in suite_for(decl, DuckDBWarehouse, ("partition 2026-10-31", 4)) if s.description.startswith("row count")]
     assert band.kwargs == {"min_value": 2, "max_value": 8} and band.severity == "warn"
 
     wh, staged = stage_sql(GOOD_ROWS)  # 3 rows: inside [2, 8]
     assert validate(decl, wh, staged, specs=[band]).outcome == "passed"
-    [far] = [s for s in suite_for(decl, "duckdb", ("partition 2026-10-31", 100)) if s.description.startswith("row count")]
+    [far] = [s for s in suite_for(decl, DuckDBWarehouse, ("partition 2026-10-31", 100)) if s.description.startswith("row count")]
     report = validate(decl, wh, staged, specs=[far])
     assert report.outcome == "passed" and report.warnings[0].observed == 3  # warn: publishes, alerts
 
 
 def test_row_count_band_is_configurable(project, stage_sql):
     d = _write_expectations(project, "row_count: {min_ratio: 0.9, max_ratio: 1.1, severity: fail}\n")
-    [band] = [s for s in suite_for(d, "duckdb", ("partition 2026-10-31", 10)) if s.description.startswith("row count")]
+    [band] = [s for s in suite_for(d, DuckDBWarehouse, ("partition 2026-10-31", 10)) if s.description.startswith("row count")]
     wh, staged = stage_sql(GOOD_ROWS)
     report = validate(d, wh, staged, specs=[band])
     assert report.outcome == "failed" and band.kwargs == {"min_value": 9, "max_value": 11}
     d = _write_expectations(project, "row_count: false\n")
-    assert not [s for s in suite_for(d, "duckdb", ("partition 2026-10-31", 10)) if s.description.startswith("row count")]
+    assert not [s for s in suite_for(d, DuckDBWarehouse, ("partition 2026-10-31", 10)) if s.description.startswith("row count")]
 
 
 # -- the expectations file names file and line ---------------------------------------------------
@@ -288,15 +282,15 @@ def test_pubdata_check_points_at_the_line(project):
     proc = pubdata_cli("check", EXAMPLE)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = " ".join(proc.stdout.split())
-    assert f"page_loads_by_country_v1.yaml:3: expectations[0].kwargs" in out, proc.stdout
+    assert "page_loads_by_country_v1.yaml:3: expectations[0].kwargs" in out, proc.stdout
 
 
 # -- quarantine --------------------------------------------------------------------------------
 
 
 def _stage_record(cfg, wh, staged, day: str):
-    records.reset(cfg.internal_dir, EXAMPLE, day, f"manual__{day}")
-    records.update(cfg.internal_dir, EXAMPLE, day, state="staged", staged=staged.to_dict())
+    records.RunRecords(cfg.internal_dir).start(EXAMPLE, day, f"manual__{day}")
+    records.RunRecords(cfg.internal_dir).update(EXAMPLE, day, state="staged", staged=staged.to_dict())
 
 
 def test_failed_validation_is_quarantined_then_purged_after_retention(decl, stage_sql, monkeypatch):
@@ -304,21 +298,21 @@ def test_failed_validation_is_quarantined_then_purged_after_retention(decl, stag
     wh, staged = stage_sql(GOOD_ROWS.replace("90000, 5000", "90000, 10"))
     _stage_record(cfg, wh, staged, "2026-11-01")
     monkeypatch.setenv("PUBDATA_QUARANTINE_DAYS", "3")
-    with pytest.raises(tasks.DataValidationFailed):
+    with pytest.raises(ValidationFailed):
         tasks.validate(EXAMPLE, staged.to_dict())
-    rec = records.read(cfg.internal_dir, EXAMPLE, "2026-11-01")
-    assert rec["state"] == "quarantined"
-    since = dt.datetime.fromisoformat(rec["quarantine"]["since"])
-    assert dt.datetime.fromisoformat(rec["quarantine"]["expires"]) - since == dt.timedelta(days=3)
-    assert wh.exists(staged) and [r["dataset"] for r in quarantine.held(cfg)] == [EXAMPLE]
+    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, "2026-11-01")
+    assert rec.state == "quarantined"
+    since = dt.datetime.fromisoformat(rec.quarantine.since)
+    assert dt.datetime.fromisoformat(rec.quarantine.expires) - since == dt.timedelta(days=3)
+    assert staged_exists(wh, staged) and [r.dataset for r in quarantine.held(cfg)] == [EXAMPLE]
 
     assert quarantine.purge(cfg, now=since + dt.timedelta(days=2)) == []  # not yet expired
-    assert wh.exists(staged)
+    assert staged_exists(wh, staged)
     purged = quarantine.purge(cfg, now=since + dt.timedelta(days=3))
-    assert [r["partition"] for r in purged] == ["2026-11-01"]
-    assert not wh.exists(staged)
-    rec = records.read(cfg.internal_dir, EXAMPLE, "2026-11-01")
-    assert rec["state"] == "quarantined" and rec["quarantine"]["purged_at"]
+    assert [r.partition for r in purged] == ["2026-11-01"]
+    assert not staged_exists(wh, staged)
+    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, "2026-11-01")
+    assert rec.state == "quarantined" and rec.quarantine.purged_at
     assert quarantine.held(cfg) == []
 
 
@@ -326,16 +320,16 @@ def test_stage_purges_this_datasets_expired_quarantine(decl, stage_sql, monkeypa
     cfg = settings()
     wh, staged = stage_sql(GOOD_ROWS)  # plays a quarantined partition of 2026-11-01
     _stage_record(cfg, wh, staged, "2026-11-01")
-    records.update(cfg.internal_dir, EXAMPLE, "2026-11-01", state="quarantined")
+    records.RunRecords(cfg.internal_dir).update(EXAMPLE, "2026-11-01", state="quarantined")
     monkeypatch.setenv("PUBDATA_QUARANTINE_DAYS", "0")
     quarantine.mark(cfg, EXAMPLE, "2026-11-01", staged.to_dict())
     new = tasks.stage(EXAMPLE, dt.date(2026, 10, 31), "manual__2026-10-31")
     assert new["table"] == "stage_20261031"
-    assert not wh.exists(staged)
-    assert records.read(cfg.internal_dir, EXAMPLE, "2026-11-01")["quarantine"]["purged_at"]
+    assert not staged_exists(wh, staged)
+    assert records.RunRecords(cfg.internal_dir).get(EXAMPLE, "2026-11-01").quarantine.purged_at
 
 
 def test_quarantine_retention_must_be_days(monkeypatch):
     monkeypatch.setenv("PUBDATA_QUARANTINE_DAYS", "two weeks")
-    with pytest.raises(ValueError, match="PUBDATA_QUARANTINE_DAYS"):
+    with pytest.raises(ConfigurationError, match="PUBDATA_QUARANTINE_DAYS"):
         quarantine.retention_days()

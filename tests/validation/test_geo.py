@@ -7,12 +7,13 @@ import dataclasses
 
 import pytest
 
-from pubdata import policy
-from pubdata.declaration import Dimension
-from pubdata.geo import SAMPLE_SIZE, unexpected_values_query
-from pubdata.validation import policy_expectations, suite_for, validate
-
-from tests.conftest import GOOD_ROWS
+from pubdata.declarations.spec import Dimension
+from pubdata.policy.geo import geo_values
+from pubdata.validation.expectations.geo import SAMPLE_SIZE, unexpected_values_query
+from pubdata.validation.run import validate
+from pubdata.validation.suite import policy_expectations, suite_for
+from pubdata.warehouses.duckdb import DuckDBWarehouse
+from tests.support.project import GOOD_ROWS
 
 
 def rows(us: str = "'US'", de: str = "'DE'") -> str:
@@ -47,7 +48,7 @@ def test_every_geo_dimension_gets_a_geo_expectation(decl, city_decl):
     [city] = geo_specs(city_decl)
     assert city.kwargs == {"column": "city", "geo_kind": "geo_city"}
     assert "15,000" in city.description
-    assert [s for s in suite_for(decl) if s.name == GEO] == [country]  # part of every run's suite
+    assert [s for s in suite_for(decl, DuckDBWarehouse) if s.name == GEO] == [country]  # part of every run's suite
 
 
 def test_good_countries_pass_the_policy_suite(decl, stage_sql):
@@ -160,13 +161,13 @@ def test_bigquery_gets_the_city_list_as_one_array_parameter():
     compiled = query.compile(dialect=BigQueryDialect())
     assert "NOT IN UNNEST(" in str(compiled)
     arrays = [v for v in compiled.params.values() if isinstance(v, list)]
-    assert len(arrays) == 1 and set(arrays[0]) == policy.geo_values("geo_city")
+    assert len(arrays) == 1 and set(arrays[0]) == geo_values("geo_city")
     assert len(arrays[0]) > 30_000
 
 
 def test_geo_values_include_other_and_refuse_other_kinds():
-    assert {"US", "DE", "Other"} <= policy.geo_values("geo_country")
-    assert "XK" not in policy.geo_values("geo_country")
-    assert {"Berlin", "Other"} <= policy.geo_values("geo_city") and "Mariehamn" not in policy.geo_values("geo_city")
+    assert {"US", "DE", "Other"} <= geo_values("geo_country")
+    assert "XK" not in geo_values("geo_country")
+    assert {"Berlin", "Other"} <= geo_values("geo_city") and "Mariehamn" not in geo_values("geo_city")
     with pytest.raises(ValueError, match="not a geo dimension kind"):
-        policy.geo_values("categorical")
+        geo_values("categorical")

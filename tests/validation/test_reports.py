@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pubdata import records, reports, tasks
 from pubdata.config import settings
-from pubdata.declaration import load_all
-from tests.conftest import pubdata_cli
-from tests.conftest import EXAMPLE, GOOD_ROWS
+from pubdata.declarations import load_all
+from pubdata.errors import ValidationFailed
+from pubdata.orchestration import records, tasks
+from pubdata.validation import reports
+from tests.support.project import EXAMPLE, GOOD_ROWS, pubdata_cli
 
 DAY = "2026-11-01"
 SCRIPT = "<script>alert(1)</script>"
@@ -22,7 +23,7 @@ SCRIPT = "<script>alert(1)</script>"
 
 @pytest.fixture(autouse=True)
 def _quiet_alerts(monkeypatch):
-    from pubdata import alerts
+    from pubdata.orchestration import alerts
 
     monkeypatch.setattr(alerts, "smtp_configured", lambda: False)
 
@@ -43,18 +44,18 @@ def test_failed_run_report_shows_every_check_escaped_and_stays_internal(project,
             description: locale is a known locale
     """))
     wh, staged = stage_sql(GOOD_ROWS.replace("'de', 'release', 90000, 5000", f"'{SCRIPT}', 'release', 90000, 4000"))
-    records.reset(cfg.internal_dir, EXAMPLE, DAY, "scheduled__2026-11-01T05:00:00+00:00")
-    with pytest.raises(tasks.DataValidationFailed):
+    records.RunRecords(cfg.internal_dir).start(EXAMPLE, DAY, "scheduled__2026-11-01T05:00:00+00:00")
+    with pytest.raises(ValidationFailed):
         tasks.validate(EXAMPLE, staged.to_dict())
 
-    rec = records.read(cfg.internal_dir, EXAMPLE, DAY)
-    report = Path(rec["report"])
+    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, DAY)
+    report = Path(rec.report)
     assert report == cfg.internal_dir / "reports" / EXAMPLE / DAY / "scheduled__2026-11-01T05_00_00_00_00.html"
     html = report.read_text()
     assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert html.count('<span class="badge failed">failed</span>') == 3  # the run, the bucket and the locale check
     assert html.index("locale is a known locale") < html.index("the query returned rows")  # problems first
-    assert len(rec["validation_report"]["checks"]) == html.count("<tr><td>")
+    assert len(rec.validation_report["checks"]) == html.count("<tr><td>")
     assert "Quarantine" in html and staged.location in html
     assert f"pubdata run {EXAMPLE} --date {DAY}" in html and "data-eng@example.org" in html
     assert _bucket_files(cfg) == []
@@ -65,18 +66,18 @@ def test_published_run_keeps_its_report_out_of_the_bucket(project):
     staged = tasks.stage(EXAMPLE, dt.date(2026, 11, 1), "manual__2026-11-01")
     tasks.validate(EXAMPLE, staged)
     tasks.publish(EXAMPLE, staged, tasks.export(EXAMPLE, staged, "manual__2026-11-01"))
-    rec = records.read(cfg.internal_dir, EXAMPLE, DAY)
-    assert rec["state"] == "published"
-    assert Path(rec["report"]).is_file() and '<span class="badge passed">passed</span>' in Path(rec["report"]).read_text()
+    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, DAY)
+    assert rec.state == "published"
+    assert Path(rec.report).is_file() and '<span class="badge passed">passed</span>' in Path(rec.report).read_text()
     published = _bucket_files(cfg)
-    assert published and not [p for p in published if "reports" in p.parts or p.name == Path(rec["report"]).name]
+    assert published and not [p for p in published if "reports" in p.parts or p.name == Path(rec.report).name]
     assert not [p for p in published if "Validation report · internal" in p.read_text(errors="ignore")]
     # the next day's row-count band reads this publication back from the public metadata.json
     from pubdata.stores import open_store
-    from pubdata.validation_checks import previous_published
+    from pubdata.validation.expectations.row_count_band import previous_published
 
     d = load_all(project).declarations[EXAMPLE]
-    assert previous_published(open_store(cfg.bucket_url), d, "2026-11-02") == (f"partition {DAY}", rec["rows"])
+    assert previous_published(open_store(cfg.bucket_url), d, "2026-11-02") == (f"partition {DAY}", rec.rows)
     assert previous_published(open_store(cfg.bucket_url), d, DAY) is None
 
 
@@ -92,9 +93,9 @@ def test_report_refuses_a_location_inside_a_local_bucket(project, monkeypatch):
 def test_status_lists_outcome_rows_failures_and_report(project, stage_sql):
     cfg = settings()
     wh, staged = stage_sql(GOOD_ROWS.replace("90000, 5000", "90000, 10"))
-    records.reset(cfg.internal_dir, EXAMPLE, DAY, "manual__2026-11-01")
-    records.update(cfg.internal_dir, EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
-    with pytest.raises(tasks.DataValidationFailed):
+    records.RunRecords(cfg.internal_dir).start(EXAMPLE, DAY, "manual__2026-11-01")
+    records.RunRecords(cfg.internal_dir).update(EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
+    with pytest.raises(ValidationFailed):
         tasks.validate(EXAMPLE, staged.to_dict())
 
     proc = pubdata_cli("status", "--json")

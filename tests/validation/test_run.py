@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from pubdata.validation import ExpectationSpec, ExpectationsFileError, load_dataset_expectations, validate
+from pubdata.errors import ExpectationsFileError
+from pubdata.validation import expectations_file
+from pubdata.validation.run import validate
+from pubdata.validation.spec import ExpectationSpec
 from pubdata.warehouses.base import StagedTable
-
-from tests.conftest import GOOD_ROWS
+from tests.support.project import GOOD_ROWS
 
 
 def _status(report, description_start: str) -> str:
@@ -113,7 +115,7 @@ def test_dataset_expectations_file(tmp_path):
         "    severity: warn\n"
         "    description: no negative page loads\n"
     )
-    specs = load_dataset_expectations(path)
+    specs = expectations_file.load(path).specs
     assert [s.name for s in specs] == ["ExpectColumnValuesToBeBetween", "UnexpectedRowsExpectation"]
     assert specs[1].severity == "warn"
 
@@ -131,5 +133,5 @@ def test_bad_expectations_file_is_named(tmp_path, text, words):
     path = tmp_path / "e.yaml"
     path.write_text(text)
     with pytest.raises(ExpectationsFileError) as exc:
-        load_dataset_expectations(path)
+        expectations_file.load(path).specs
     assert str(path) in str(exc.value) and words in str(exc.value)

@@ -15,9 +15,10 @@ import sys
 import pytest
 import requests
 
+from pubdata.errors import ConfigurationError
 from pubdata.warehouses.base import Column, QueryError, StagedTable, WarehouseError
 from pubdata.warehouses.bigquery import BigQueryWarehouse, label_value, query_parameters, staging_table_name
-from tests.fake_bigquery import FakeBigQuery
+from tests.support.fake_bigquery import FakeBigQuery
 
 PROJECT = "test-project"
 DATASET_ID = "ds.page_loads_v1"
@@ -95,7 +96,7 @@ def test_from_url_reads_options_and_defaults():
     ],
 )
 def test_from_url_rejects_bad_urls(url, fragment):
-    with pytest.raises(WarehouseError, match=None) as err:
+    with pytest.raises(ConfigurationError, match=None) as err:
         BigQueryWarehouse.from_url(url)
     assert fragment in str(err.value)
 
@@ -114,7 +115,7 @@ def test_opening_the_warehouse_does_not_import_google_clients():
 
 def test_names_and_labels_follow_bigquery_rules():
     assert staging_table_name("ds.page_loads_v12") == "ds__page_loads_v12"
-    with pytest.raises(WarehouseError):
+    with pytest.raises(ConfigurationError):
         staging_table_name("DS.Bad")
     long = label_value("a_dataset_with_a_rather_long_name.and_an_even_longer_table_name_v123")
     assert len(long) == 63 and set(long) <= set("abcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -214,7 +215,7 @@ def test_query_parameters_get_bigquery_types():
     assert reprs["countries"]["parameterValue"]["arrayValues"] == [{"value": "DE"}, {"value": "FR"}]
 
     for bad in ({"none": None}, {"empty": []}, {"mixed": [1, "a"]}, {"bad name": 1}):
-        with pytest.raises(WarehouseError):
+        with pytest.raises(ConfigurationError):
             query_parameters(bad)
 
 
@@ -309,7 +310,7 @@ def test_access_denied_names_the_roles_to_grant(fake, wh):
     fake.fail("POST", r"/jobs$", status=403, reason="accessDenied",
               message="Access Denied: Project test-project: User does not have bigquery.jobs.create permission")
 
-    with pytest.raises(WarehouseError) as err:
+    with pytest.raises(ConfigurationError) as err:
         stage(wh)
 
     assert not isinstance(err.value, QueryError)
@@ -322,7 +323,7 @@ def test_missing_staging_dataset_says_how_to_create_it():
     fake.add_result("clients_daily", SCHEMA, ROWS)
     wh = make_warehouse(fake)
 
-    with pytest.raises(WarehouseError) as err:
+    with pytest.raises(ConfigurationError) as err:
         stage(wh)
 
     assert not isinstance(err.value, QueryError)
@@ -340,7 +341,7 @@ def test_missing_source_table_is_a_query_error(fake, wh):
 def test_staging_table_with_other_partitioning_must_be_dropped(fake, wh):
     fake.add_table(TABLE, SCHEMA, partition_field="country")
 
-    with pytest.raises(WarehouseError) as err:
+    with pytest.raises(ConfigurationError) as err:
         stage(wh)
 
     assert not isinstance(err.value, QueryError)
@@ -378,7 +379,6 @@ def test_reading_a_staged_table_that_is_gone_says_to_stage_again(fake, wh):
     with pytest.raises(WarehouseError, match="stage the dataset again") as err:
         wh.columns(staged)
     assert not isinstance(err.value, QueryError)
-    assert not wh.exists(staged)
 
 
 def test_missing_credentials_say_how_to_log_in(tmp_path, monkeypatch):
@@ -387,7 +387,7 @@ def test_missing_credentials_say_how_to_log_in(tmp_path, monkeypatch):
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # and do not probe the metadata server
     wh = BigQueryWarehouse("some-project")
 
-    with pytest.raises(WarehouseError, match="gcloud auth application-default login"):
+    with pytest.raises(ConfigurationError, match="gcloud auth application-default login"):
         wh.client
 
 
@@ -421,7 +421,7 @@ def test_scalar_needs_exactly_one_value(fake, wh):
     staged = stage(wh)
     fake.add_result("country FROM", [("country", "STRING")], [("DE",), ("FR",)])
 
-    with pytest.raises(WarehouseError, match="one row with one column, got 2 row"):
+    with pytest.raises(ConfigurationError, match="one row with one column, got 2 row"):
         wh.scalar(staged, "SELECT country FROM {table}")
 
 
@@ -436,41 +436,33 @@ def test_bad_validation_sql_is_a_query_error(fake, wh):
 # -- export -----------------------------------------------------------------------------------------
 
 
-def test_export_json_orders_rows_and_reads_page_by_page(fake, tmp_path):
+def export_parts(wh, staged, fmt, out, order_by=("country",)):
+    """What the export task writes for this staged partition into a local (non-GCS) store."""
+    from pubdata.publishing import rows
+    from pubdata.stores.local import LocalStore
+
+    with wh.export_source(staged, out, LocalStore(out / "bucket"), "_staging/x") as source:
+        rows.check_finite(source, staged.dataset_id)
+        return rows.write_parts(source, list(order_by), fmt, 10**6, out / fmt, what=staged.dataset_id)
+
+
+def test_export_into_a_local_store_reads_tabledata_page_by_page_and_sorts(fake, tmp_path):
     wh = make_warehouse(fake, export_page_size=2)
     staged = stage(wh)
-    dest = tmp_path / "out" / "000000000000.json"
+    inserted = len(fake.job_inserts())
 
-    assert wh.export(staged, dest, ["country"]) == 3
+    (part,) = export_parts(wh, staged, "json", tmp_path)
 
-    assert json.loads(dest.read_text()) == [
+    assert json.loads(part.path.read_text()) == [
         {"submission_date": "2026-11-01", "country": "DE", "client_count": 6000},
         {"submission_date": "2026-11-01", "country": "FR", "client_count": 7000},
         {"submission_date": "2026-11-01", "country": "Other", "client_count": 9000},
     ]
-    assert not list(dest.parent.glob("*.part"))
-    export_job = fake.job_inserts()[-1]
-    assert export_job["configuration"]["query"]["query"] == (
-        f"SELECT * FROM (SELECT * FROM `{TABLE}` WHERE `submission_date` = DATE '2026-11-01') ORDER BY `country`"
-    )
-    assert export_job["configuration"]["labels"]["pubdata_step"] == "export"
-    assert export_job["configuration"]["query"]["maximumBytesBilled"] == str(10 * 1024**4)
-    pages = [r.params for r in fake.calls("GET", rf"/queries/{export_job['jobReference']['jobId']}$")]
-    assert [p.get("maxResults") for p in pages] == ["2", "2"]
-    assert [p.get("pageToken") for p in pages] == [None, "2"]
-
-
-def test_export_without_order_streams_tabledata_list(fake, tmp_path):
-    wh = make_warehouse(fake, export_page_size=2)
-    staged = stage(wh)
-
-    assert wh.export(staged, tmp_path / "x.json", []) == 3
-
+    assert len(fake.job_inserts()) == inserted, "tabledata.list is free: no query job"
     pages = fake.calls("GET", r"/data$")
     assert {r.path for r in pages} == {f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1$20261101/data"}
     assert [r.params.get("pageToken") for r in pages] == [None, "2"]
     assert all(r.params["maxResults"] == "2" for r in pages)
-    assert {row["country"] for row in json.loads((tmp_path / "x.json").read_text())} == {"DE", "FR", "Other"}
 
 
 def test_export_csv_and_parquet(fake, wh, tmp_path):
@@ -478,15 +470,15 @@ def test_export_csv_and_parquet(fake, wh, tmp_path):
 
     staged = stage(wh)
 
-    assert wh.export(staged, tmp_path / "x.csv", ["country"], fmt="csv") == 3
-    assert (tmp_path / "x.csv").read_text().splitlines() == [
+    (csv_part,) = export_parts(wh, staged, "csv", tmp_path / "c")
+    assert csv_part.path.read_text().splitlines() == [
         "submission_date,country,client_count", "2026-11-01,DE,6000", "2026-11-01,FR,7000", "2026-11-01,Other,9000",
     ]
-    assert wh.export(staged, tmp_path / "x.parquet", ["country"], fmt="parquet") == 3
-    table = pq.read_table(tmp_path / "x.parquet")
+    (parquet_part,) = export_parts(wh, staged, "parquet", tmp_path / "p")
+    table = pq.read_table(parquet_part.path)
     assert table.column("country").to_pylist() == ["DE", "FR", "Other"]
     assert str(table.schema.field("client_count").type) == "int64"
-    assert pq.ParquetFile(tmp_path / "x.parquet").metadata.row_group(0).column(0).compression == "ZSTD"
+    assert pq.ParquetFile(parquet_part.path).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
 def test_export_of_an_empty_partition_is_an_empty_file(fake, wh, tmp_path):
@@ -495,21 +487,23 @@ def test_export_of_an_empty_partition_is_an_empty_file(fake, wh, tmp_path):
     fake.add_result("clients_daily", SCHEMA, [])
     staged = stage(wh)
 
-    assert wh.export(staged, tmp_path / "x.json", ["country"]) == 0
-    assert json.loads((tmp_path / "x.json").read_text()) == []
-    assert wh.export(staged, tmp_path / "x.csv", ["country"], fmt="csv") == 0
-    assert (tmp_path / "x.csv").read_text() == "submission_date,country,client_count\n"
-    assert wh.export(staged, tmp_path / "x.parquet", ["country"], fmt="parquet") == 0
-    assert pq.read_table(tmp_path / "x.parquet").column_names == ["submission_date", "country", "client_count"]
+    (part,) = export_parts(wh, staged, "json", tmp_path / "j")
+    assert part.rows == 0 and json.loads(part.path.read_text()) == []
+    (part,) = export_parts(wh, staged, "csv", tmp_path / "c")
+    assert part.path.read_text() == "submission_date,country,client_count\n"
+    (part,) = export_parts(wh, staged, "parquet", tmp_path / "p")
+    assert pq.read_table(part.path).column_names == ["submission_date", "country", "client_count"]
 
 
-def test_export_refuses_nan_and_leaves_no_file(fake, wh, tmp_path):
+def test_export_refuses_nan(fake, wh, tmp_path):
+    from pubdata.errors import DataError
+
     fake.add_result("clients_daily", [("country", "STRING"), ("ratio", "FLOAT")], [("DE", "NaN")])
     staged = stage(wh)
 
-    with pytest.raises(WarehouseError, match="NaN or infinity"):
-        wh.export(staged, tmp_path / "x.json", ["country"])
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match="NaN or infinity in ratio"):
+        export_parts(wh, staged, "json", tmp_path / "j")
+    assert not (tmp_path / "j" / "json").exists()
 
 
 def test_extract_to_gcs_runs_an_extract_job(fake, wh):
@@ -532,9 +526,9 @@ def test_extract_to_gcs_runs_an_extract_job(fake, wh):
     formats = [(b["configuration"]["extract"]["destinationFormat"], b["configuration"]["extract"]["compression"]) for b in fake.job_inserts()[-2:]]
     assert formats == [("CSV", "GZIP"), ("PARQUET", "ZSTD")]
 
-    with pytest.raises(WarehouseError):
+    with pytest.raises(ConfigurationError):
         wh.extract_to_gcs(staged, "/tmp/x.json")
-    with pytest.raises(WarehouseError):
+    with pytest.raises(ConfigurationError):
         wh.extract_to_gcs(staged, "gs://bucket/x", fmt="avro")
 
 
@@ -543,7 +537,7 @@ def test_extract_to_gcs_runs_an_extract_job(fake, wh):
 
 def test_drop_deletes_the_partition_and_tolerates_absence(fake, wh):
     staged = stage(wh)
-    assert wh.exists(staged)
+    assert "20261101" in fake.tables[TABLE].partitions
 
     wh.drop(staged)
     wh.drop(staged)  # already gone: fine
@@ -559,7 +553,7 @@ def test_drop_of_an_unpartitioned_table_deletes_the_table(fake, wh):
     wh.drop(staged)
 
     assert fake.calls("DELETE")[-1].path == f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1"
-    assert not wh.exists(staged)
+    assert TABLE not in fake.tables
 
 
 # -- Great Expectations -----------------------------------------------------------------------------

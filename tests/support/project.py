@@ -1,0 +1,71 @@
+"""The test suite's project: a copy of the repository's declarations, the example dataset and
+the rows tests stage as it, and the installed `pubdata` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_SCALE = 300_000  # rows of clients_daily: 100k clients a day, a few cells over 5,000
+
+
+def copy_project(dest: Path) -> Path:
+    for name in ("dags", "metadata", "sql", "expectations", "schema"):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, dest / name)
+    (dest / "plugins").mkdir(exist_ok=True)
+    return dest
+
+
+EXAMPLE = "telemetry_public.page_loads_by_country_v1"
+# The example's staged shape with every row at or above the minimum bucket.
+GOOD_ROWS = """
+    SELECT * FROM (VALUES
+      (DATE '2026-11-01', 'US', 'Windows_NT', 'en-US', 'release', 120000, 6000),
+      (DATE '2026-11-01', 'DE', 'Windows_NT', 'de', 'release', 90000, 5000),
+      (DATE '2026-11-01', 'Other', 'Other', 'Other', 'Other', 400000, 25000)
+    ) t(submission_date, country, os, locale, normalized_channel, page_loads, client_count)
+"""
+
+
+UNGROUPED = "telemetry_public.page_loads_ungrouped_v1"
+
+
+def add_ungrouped_example(project: Path) -> str:
+    """A careless version of the example: no grouping into "Other", so small cells reach staging."""
+    (project / "sql/telemetry_public/page_loads_ungrouped_v1.sql").write_text(
+        "SELECT @submission_date AS submission_date, country, os, locale, normalized_channel,\n"
+        "       SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count\n"
+        "FROM `moz-fx-data-shared-prod.telemetry.clients_daily`\n"
+        "WHERE submission_date = @submission_date\n"
+        "GROUP BY country, os, locale, normalized_channel\n"
+    )
+    meta = (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
+    (project / "metadata/telemetry_public/page_loads_ungrouped_v1.yaml").write_text(meta)
+    return UNGROUPED
+
+
+def pubdata_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed `pubdata` command as a user would."""
+    exe = Path(sys.executable).with_name("pubdata")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def staged_exists(warehouse, staged) -> bool:
+    """Whether the staged table is still there (DuckDB: a table in the dataset's staging file)."""
+    import duckdb
+
+    path = warehouse.staging_file(staged.dataset_id)
+    if not path.exists():
+        return False
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                                [staged.table]).fetchone()[0])
+    finally:
+        con.close()

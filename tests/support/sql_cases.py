@@ -1,0 +1,182 @@
+"""SQL test cases, as in bigquery-etl: fixtures in, expected rows out, for every reviewed query.
+
+A case is a directory tests/sql/<ds>/<table>_v<N>/<case>/ holding
+  <project>.<dataset>.<table>.yaml | .ndjson   input rows of a source table (project optional);
+                                               columns left out are NULL, types are the
+                                               production table's (JSON objects stay JSON,
+                                               STRUCTs are mappings)
+  query_params.yaml                            parameters bound as @name; min_bucket_size
+                                               defaults to the declaration's (cases usually lower
+                                               it so a handful of clients exercises the grouping)
+  expect.yaml | expect.ndjson                  the rows the query must return, as they are
+                                               published (dates as YYYY-MM-DD); order is ignored
+tests/sql/test_cases.py finds every case and runs the reviewed query through the embedded DuckDB
+engine (the same transpilation, parameter binding and JSON rendering as a real run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from pubdata.declarations import load_declaration
+from pubdata.orchestration.tasks import query_params
+from pubdata.publishing.rows import write_parts
+from pubdata.stores.local import LocalStore
+from pubdata.warehouses.duckdb import DuckDBWarehouse
+
+REPO = Path(__file__).resolve().parents[2]
+CASES_DIR = REPO / "tests" / "sql"
+PARAMS_FILE = "query_params.yaml"
+EXPECT_STEM = "expect"
+ROW_SUFFIXES = (".yaml", ".yml", ".ndjson", ".json")
+
+
+def discover(root: Path = CASES_DIR) -> list[Path]:
+    return sorted(p for p in root.glob("*/*/*") if p.is_dir())
+
+
+def _case_id(case: Path) -> str:
+    return f"{case.parent.parent.name}.{case.parent.name}/{case.name}"
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows from a YAML list of mappings, a JSON array or newline-delimited JSON."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".ndjson":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    elif path.suffix == ".json":
+        rows = json.loads(text)
+    else:
+        rows = yaml.safe_load(text) or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path}: expected a list of rows (mappings of column to value)")
+    return rows
+
+
+def source_schemas(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Column names and types of every table in a DuckDB file, by "<dataset>.<table>"."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema <> 'main' ORDER BY table_schema, table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        con.close()
+    schemas: dict[str, list[tuple[str, str]]] = {}
+    for schema, table, column, type_ in rows:
+        schemas.setdefault(f"{schema}.{table}", []).append((column, type_))
+    return schemas
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    raise TypeError(f"cannot write {value!r} as JSON")
+
+
+def load_inputs(case: Path, source: Path, schemas: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """Create the case's input tables in a fresh DuckDB file, with production column types."""
+    con = duckdb.connect(str(source))
+    loaded = []
+    try:
+        for path in sorted(case.iterdir()):
+            if path.suffix not in ROW_SUFFIXES or path.name == PARAMS_FILE or path.stem == EXPECT_STEM:
+                continue
+            parts = path.stem.split(".")
+            if len(parts) < 2:
+                raise ValueError(f"{path}: name an input file after its table, <dataset>.<table>{path.suffix} "
+                                 f"(optionally with the project, e.g. moz-fx-data-shared-prod.telemetry.clients_daily{path.suffix})")
+            dataset, table = parts[-2], parts[-1]
+            rows = read_rows(path)
+            ndjson = source.parent / f"{dataset}.{table}.ndjson"
+            ndjson.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in rows), encoding="utf-8")
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
+            target = f'"{dataset}"."{table}"'
+            schema = schemas.get(f"{dataset}.{table}")
+            if schema is None:  # not a known source table: types are inferred from the rows
+                con.execute(f"CREATE TABLE {target} AS SELECT * FROM read_json_auto(?, format='newline_delimited')", [str(ndjson)])
+            else:
+                types = dict(schema)
+                given = list(dict.fromkeys(k for r in rows for k in r))
+                unknown = [c for c in given if c not in types]
+                if unknown:
+                    raise ValueError(f"{path}: {', '.join(unknown)} is not a column of {dataset}.{table}; its columns are {', '.join(types)}")
+                con.execute(f"CREATE TABLE {target} ({', '.join(f'{_q(c)} {t}' for c, t in schema)})")
+                if rows:
+                    columns = "{" + ", ".join(f"'{c}': '{types[c]}'" for c in given) + "}"
+                    con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM read_json(?, format='newline_delimited', columns={columns})",
+                                [str(ndjson)])
+            loaded.append(f"{dataset}.{table}")
+    finally:
+        con.close()
+    return loaded
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def run_case(case: Path, project: Path, schemas: dict[str, list[tuple[str, str]]], workdir: Path) -> list[dict[str, Any]]:
+    """The rows the dataset's reviewed query returns on the case's inputs, as they would be published."""
+    ds, stem = case.parent.parent.name, case.parent.name
+    metadata = project / "metadata" / ds / f"{stem}.yaml"
+    if not metadata.is_file():
+        raise FileNotFoundError(f"{case}: no declaration {metadata.relative_to(project)} for this test case; "
+                                f"name the case directory tests/sql/<ds>/<table>_v<N>/<case> after a declared dataset")
+    decl = load_declaration(metadata, project)
+    source = workdir / "source.duckdb"
+    load_inputs(case, source, schemas)
+    params_file = case / PARAMS_FILE
+    case_params = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}) if params_file.is_file() else {}
+    day = case_params.get(decl.spec.partition_field or "submission_date")
+    partition = day if isinstance(day, dt.date) else (dt.date.fromisoformat(day) if day else None)
+    params = {**query_params(decl, partition if decl.spec.incremental else None), **case_params}
+    warehouse = DuckDBWarehouse(source, workdir / "staging")
+    staged = warehouse.stage(decl.id, decl.query, params, partition if decl.spec.incremental else None,
+                             partition_field=decl.spec.partition_field)
+    store = LocalStore(workdir / "bucket")
+    with warehouse.export_source(staged, workdir, store, "_staging") as source:
+        parts = write_parts(source, list(decl.spec.policy.columns), "json", 2**40, workdir / "json", what=decl.id)
+    return [row for part in parts for row in json.loads(part.path.read_text(encoding="utf-8"))]
+
+
+def expected_rows(case: Path) -> list[dict[str, Any]]:
+    found = [case / f"{EXPECT_STEM}{s}" for s in ROW_SUFFIXES if (case / f"{EXPECT_STEM}{s}").is_file()]
+    if len(found) != 1:
+        raise FileNotFoundError(f"{case}: expected exactly one expect.yaml or expect.ndjson, found {len(found)}")
+    return json.loads(json.dumps(read_rows(found[0]), default=_jsonable))
+
+
+def _normal(row: dict[str, Any]) -> str:
+    """A row as canonical text: floats compared to 9 significant digits, keys in order."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, float) and math.isfinite(v):
+            return float(f"{v:.9g}")
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        return v
+    return json.dumps(norm(row), sort_keys=True)
+
+
+def diff_rows(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> str:
+    """Empty when both hold the same rows (as a multiset); else the rows missing and unexpected."""
+    a, e = Counter(map(_normal, actual)), Counter(map(_normal, expected))
+    if a == e:
+        return ""
+    lines = [f"{len(actual)} row(s) returned, {len(expected)} expected"]
+    lines += [f"  missing:    {r}" for r in (e - a).elements()]
+    lines += [f"  unexpected: {r}" for r in (a - e).elements()]
+    return "\n".join(lines)
+
+
