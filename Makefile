@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATE ?= 2026-11-01
 export PUBDATA_PROJECT := $(CURDIR)
 
-.PHONY: install demo test test-fast check bench lock clean airflow
+.PHONY: install demo test test-fast lint check bench lock clean airflow
 
 install: $(STAMP)
 
@@ -27,11 +27,16 @@ demo: $(STAMP)
 check: $(STAMP)
 	$(BIN)/pubdata check
 
-test: $(STAMP)
+# Lint and type checks fail the build like any other test.
+test: lint
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(BIN)/python -m pytest -m "not airflow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check plugins tests bench dags
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
