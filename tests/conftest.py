@@ -59,7 +59,9 @@ def decl(project):
 
 @pytest.fixture()
 def stage_sql(project):
-    """Stage arbitrary rows as the example dataset's table, the way the stage task leaves them."""
+    """Stage arbitrary rows as the example dataset's table, the way the stage task leaves them: with
+    the warehouse's own count of clients per row (here, honestly, the rows' client_count unless the
+    SQL gives _pubdata_units itself), a row key, and no client in two rows."""
     import duckdb
 
     from pubdata.config import settings
@@ -72,7 +74,16 @@ def stage_sql(project):
         path = wh.staging_file(EXAMPLE)
         path.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(path))
-        con.execute(f"CREATE OR REPLACE TABLE stage_20261101 AS {sql}")
+        columns = con.sql(sql).columns
+        extra = []
+        if "_pubdata_units" not in columns and "client_count" in columns:
+            extra.append("client_count AS _pubdata_units")
+        if "_pubdata_row" not in columns:
+            extra.append("CAST(row_number() OVER () AS VARCHAR) AS _pubdata_row")
+        if "_pubdata_disjoint" not in columns:
+            extra.append("true AS _pubdata_disjoint")
+        more = (", " + ", ".join(extra)) if extra else ""
+        con.execute(f"CREATE OR REPLACE TABLE stage_20261101 AS SELECT *{more} FROM ({sql}) AS rows")
         con.close()
         return wh, StagedTable(EXAMPLE, str(path), "stage_20261101", "2026-11-01")
 

@@ -38,6 +38,7 @@ def check(*args: str):
 def level_3_with_category_3(dimension: str):
     def edit(spec: dict) -> None:
         spec["policy"]["aggregation_level"] = 3
+        spec["policy"].pop("rollup", None)  # a roll-up needs level 2
         for d in spec["policy"]["dimensions"]:
             if d["name"] == dimension:
                 d["category"] = 3

@@ -24,6 +24,8 @@ from pubdata.orchestration.dag_factory import ERRORS_DAG_ID
 from pubdata.orchestration.tasks import query_params
 from pubdata.policy import verdict as policy
 from pubdata.sources.synthetic import DEFAULT_END
+from pubdata.sql.rewrite import enforces_minimum, plan
+from pubdata.warehouses.base import INTERNAL_COLUMNS, UNITS
 from pubdata.warehouses.duckdb import DuckDBWarehouse, transpile
 from tests.support.project import REPO
 
@@ -60,16 +62,21 @@ def test_query_parses_as_bigquery_sql_and_transpiles(decl):
 
 @pytest.mark.parametrize("decl", DECLS, ids=IDS)
 def test_query_runs_on_duckdb_and_keeps_the_minimum_bucket(decl, source_warehouse, tmp_path):
-    """On the synthetic warehouse (the test scale): rows come out, in the declared columns, none below the minimum."""
+    """On the synthetic warehouse (the test scale), staged as a run stages it: rows come out, in the
+    declared columns, none below the minimum by the declared count or by the pipeline's own."""
     day = DEFAULT_END
     partition = day if decl.spec.incremental else None
     warehouse = DuckDBWarehouse(source_warehouse, tmp_path)
-    staged = warehouse.stage(decl.id, decl.query, query_params(decl, day), partition, partition_field=decl.spec.partition_field)
-    assert [c.name for c in warehouse.columns(staged)] == decl.spec.policy.columns
+    enforced = enforces_minimum(decl.spec)
+    staged = warehouse.stage(decl.id, plan(decl.query, decl.spec), query_params(decl, day), partition,
+                             partition_field=decl.spec.partition_field)
+    internal = list(INTERNAL_COLUMNS) if enforced else []
+    assert [c.name for c in warehouse.columns(staged)] == decl.spec.policy.columns + internal
     assert warehouse.scalar(staged, "SELECT count(*) FROM {table}") > 0, "no rows at the test scale: rethink the grouping"
     p = decl.spec.policy
     if p.bucket_column:
-        small = warehouse.scalar(staged, f'SELECT count(*) FROM {{table}} WHERE "{p.bucket_column}" < {p.min_bucket_size}')
+        small = warehouse.scalar(staged, f'SELECT count(*) FROM {{table}} WHERE "{p.bucket_column}" < {p.min_bucket_size} '
+                                         f'OR {UNITS} < {p.min_bucket_size}')
         assert small == 0
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pubdata.declarations import scaffold
-from pubdata.declarations.spec import DeclarationFile, Dimension, Export, Metric, Policy, Review
+from pubdata.declarations.spec import DeclarationFile, Dimension, Export, Metric, Policy, Review, Rollup
 from tests.support.project import pubdata_cli
 from tests.support.sql_cases import diff_rows, expected_rows, run_case, source_schemas
 
@@ -42,7 +42,7 @@ def test_declaration_documents_every_field(tmp_path):
     text = scaffold.render(NEW, owner="you@example.org", bug=BUG, data_review=None, start_date=dt.date(2026, 11, 1))["declaration"]
     spec = DeclarationFile.model_validate(yaml.safe_load(text))
     assert spec.owners == ["you@example.org"] and [str(b) for b in spec.review.bugs] == [BUG]
-    for model in (DeclarationFile, Policy, Review, Dimension, Metric, Export):
+    for model in (DeclarationFile, Policy, Review, Dimension, Metric, Export, Rollup):
         for field in model.model_fields:
             assert re.search(rf"\b{field}\b", text), f"the scaffolded declaration does not mention {model.__name__}.{field}"
     lines = text.splitlines()

@@ -18,7 +18,7 @@ from unittest import mock
 import pytest
 import requests
 
-from tests.support.project import add_ungrouped_example, copy_project, pubdata_cli
+from tests.support.project import add_miscounted_example, copy_project, pubdata_cli
 
 pytestmark = pytest.mark.airflow
 EXAMPLE = "telemetry_public.page_loads_by_country_v1"
@@ -155,25 +155,25 @@ def test_rerun_same_date_is_safe_and_identical(env, published):
     assert not [p for p in public.rglob("*") if "_staging" in p.parts and p.is_file()]
 
 
-def test_rows_below_minimum_fail_in_validate_and_bucket_is_untouched(env, published):
+def test_miscounted_rows_fail_in_validate_and_bucket_is_untouched(env, published):
     proj = Path(env["PUBDATA_PROJECT"])
-    add_ungrouped_example(proj)  # small cells reach staging
+    add_miscounted_example(proj)  # client_count disagrees with the warehouse's count
     public = Path(env["PUBDATA_HOME"]) / "public"
     before = _snapshot(public)
     assert before
 
-    proc = pubdata_cli("run", "telemetry_public.page_loads_ungrouped_v1", "--date", DATE, env=env)
+    proc = pubdata_cli("run", "telemetry_public.page_loads_miscounted_v1", "--date", DATE, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "failed" in proc.stdout and "every row, Other rows included" in proc.stdout
+    assert "failed: client_c" in proc.stdout and "as the warehouse" in proc.stdout
     assert _snapshot(public) == before
 
-    record = json.loads((Path(env["PUBDATA_HOME"]) / "internal/runs/telemetry_public.page_loads_ungrouped_v1" / f"{DATE}.json").read_text())
+    record = json.loads((Path(env["PUBDATA_HOME"]) / "internal/runs/telemetry_public.page_loads_miscounted_v1" / f"{DATE}.json").read_text())
     assert record["state"] == "quarantined"
     failures = record["validation"]["failures"]
-    assert any(f["expectation"] == "ExpectColumnValuesToBeBetween" and f["observed"] > 0 for f in failures)
+    assert any(f["expectation"] == "ExpectBucketColumnToMatchTheClientCount" for f in failures)
     # the staged table is kept, internally, for on-call to inspect
     assert Path(record["staged"]["location"]).is_file()
-    log = (Path(env["PUBDATA_HOME"]) / "internal/logs/telemetry_public.page_loads_ungrouped_v1" / f"{DATE}.log").read_text()
+    log = (Path(env["PUBDATA_HOME"]) / "internal/logs/telemetry_public.page_loads_miscounted_v1" / f"{DATE}.log").read_text()
     assert "[DAG TEST] end task task_id=validate" in log
     assert "task_id=export" not in log.split("[DAG TEST] end task task_id=validate")[1].split("DagRun Finished")[0] or \
-        "[DAG TEST] running task <TaskInstance: publish_telemetry_public__page_loads_ungrouped_v1.export" not in log
+        "[DAG TEST] running task <TaskInstance: publish_telemetry_public__page_loads_miscounted_v1.export" not in log

@@ -19,7 +19,7 @@ from pubdata.config import settings
 from pubdata.declarations import load_all
 from pubdata.errors import ValidationError, ValidationFailed
 from pubdata.orchestration import alerts, records, tasks
-from tests.support.project import EXAMPLE, GOOD_ROWS, add_ungrouped_example, copy_project, pubdata_cli
+from tests.support.project import EXAMPLE, GOOD_ROWS, add_miscounted_example, copy_project, pubdata_cli
 
 UUID = "123e4567-e89b-12d3-a456-426614174000"
 EMAIL = "leaked.person@example.net"
@@ -292,12 +292,12 @@ def test_infrastructure_error_before_validation_alerts_with_the_exception(projec
 @pytest.mark.airflow
 def test_failed_airflow_run_posts_one_alert(tmp_path, source_warehouse, airflow_home, webhook):
     proj = copy_project(tmp_path / "project")
-    add_ungrouped_example(proj)  # small cells reach staging
+    add_miscounted_example(proj)  # client_count disagrees with the warehouse's count
     home = tmp_path / "home"
     env = {"PUBDATA_PROJECT": str(proj), "PUBDATA_HOME": str(home), "PUBDATA_WAREHOUSE": f"duckdb://{source_warehouse}",
            "PUBDATA_BUCKET": f"file://{home / 'public'}", "PUBDATA_AIRFLOW_HOME": str(airflow_home),
            "PUBDATA_ALERT_WEBHOOK_URL": webhook.url}
-    dataset = "telemetry_public.page_loads_ungrouped_v1"
+    dataset = "telemetry_public.page_loads_miscounted_v1"
     proc = pubdata_cli("run", dataset, "--date", DAY, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
 
@@ -305,7 +305,7 @@ def test_failed_airflow_run_posts_one_alert(tmp_path, source_warehouse, airflow_
     payload = webhook.requests[0]["json"]
     assert payload["text"] == f"pubdata {dataset} {DAY}: data failed validation: not published, staged table quarantined"
     text = json.dumps(payload)
-    assert "every row, Other rows included, has client_count &gt;= 5000" in text
+    assert "client_count equals the row" in text and "distinct clients as the warehouse counts them" in text
     assert f"pubdata run {dataset} --date {DAY}" in text and "manual__" in text
 
     record = json.loads((home / "internal/runs" / dataset / f"{DAY}.json").read_text())
@@ -319,7 +319,7 @@ def test_failed_airflow_run_posts_one_alert(tmp_path, source_warehouse, airflow_
     [row] = [r for r in json.loads(status.stdout) if r["dataset"] == dataset]
     assert row["outcome"].startswith("failed validation (quarantined until ")
     assert row["report"] == str(report) and row["alert"] == "sent"
-    assert any(f.startswith("every row, Other rows included") for f in row["failing"])
+    assert any(f.startswith("client_count equals the row") for f in row["failing"])
 
 
 def test_the_run_summary_withholds_identifier_looking_values():

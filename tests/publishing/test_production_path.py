@@ -20,6 +20,7 @@ import requests
 from pubdata.config import settings
 from pubdata.errors import ConfigurationError
 from pubdata.orchestration import records, tasks
+from pubdata.policy.geo import geo_values
 from pubdata.warehouses.bigquery import BigQueryWarehouse
 from tests.support.fake_bigquery import FakeBigQuery
 from tests.support.gcs_emulator import create_bucket
@@ -33,9 +34,12 @@ DAY = dt.date(2026, 11, 1)
 RUN_ID = "scheduled__2026-11-01T05:00:00+00:00"
 STAGING_TABLE = "telemetry_public__page_loads_by_country_v1"
 MAX_BYTES_BILLED = 5 * 1024**4
+# What BigQuery returns for the staged query: the published columns, then the pipeline's own
+# (the distinct clients it counted, the row's group, whether every client is in one row).
 SCHEMA = [("submission_date", "DATE"), ("country", "STRING"), ("os", "STRING"), ("locale", "STRING"),
-          ("normalized_channel", "STRING"), ("page_loads", "INTEGER"), ("client_count", "INTEGER")]
-ROWS = [(DAY, c, os_, loc, "release", 100_000 + i * 37, 5000 + i * 11)
+          ("normalized_channel", "STRING"), ("page_loads", "INTEGER"), ("client_count", "INTEGER"),
+          ("_pubdata_units", "INTEGER"), ("_pubdata_row", "STRING"), ("_pubdata_disjoint", "BOOLEAN")]
+ROWS = [(DAY, c, os_, loc, "release", 100_000 + i * 37, 5000 + i * 11, 5000 + i * 11, f'{{"b":0,"k0":{i}}}', True)
         for i, (c, os_, loc) in enumerate((c, o, l) for c in ("DE", "FR", "US", "Other") for o in ("Linux", "Windows_NT")
                                           for l in ("de", "en-US", "fr"))]
 _ARROW = {"DATE": pa.date32(), "STRING": pa.string(), "INTEGER": pa.int64(), "FLOAT": pa.float64(), "BOOLEAN": pa.bool_()}
@@ -101,6 +105,7 @@ def production(tmp_path, monkeypatch, gcs_endpoint):
     fake = ExtractingFakeBigQuery(PROJECT, gcs_endpoint)
     fake.add_result("clients_daily", SCHEMA, ROWS)
     fake.add_result("SELECT count(*)", [("f0_", "INTEGER")], [(len(ROWS),)])
+    fake.add_result("WHERE NOT _pubdata_disjoint", [("f0_", "INTEGER")], [(0,)])
 
     def open_warehouse(url, *, home=None):
         # The real warehouse from the real URL; only its client's HTTP goes to the fake.
@@ -136,15 +141,24 @@ def test_stage_extract_publish_end_to_end(production):
     # -- stage: a dry run, then a query job into the day's partition --------------------------
     inserts = fake.job_inserts()
     dry, stage_job, extract_job = inserts[0]["configuration"], inserts[1]["configuration"], inserts[2]["configuration"]
+    countries = sorted(geo_values("geo_country") - {"Other"})
     params = [
+        {"name": "_pubdata_valid_country", "parameterType": {"type": "ARRAY", "arrayType": {"type": "STRING"}},
+         "parameterValue": {"arrayValues": [{"value": c} for c in countries]}},
         {"name": "min_bucket_size", "parameterType": {"type": "INT64"}, "parameterValue": {"value": "5000"}},
         {"name": "submission_date", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2026-11-01"}},
     ]
-    query = (settings().project / "sql/telemetry_public/page_loads_by_country_v1.sql").read_text()
-    assert dry["dryRun"] is True and dry["query"]["query"] == query
-    assert sorted(dry["query"]["queryParameters"], key=lambda p: p["name"]) == params
+    reviewed = (settings().project / "sql/telemetry_public/page_loads_by_country_v1.sql").read_text()
     q = stage_job["query"]
-    assert q["query"] == query and "@submission_date" in q["query"]  # the reviewed text, parameters bound
+    # The reviewed query as BigQuery runs it: rolled up into Other by the pipeline (the valid
+    # countries bound as an array parameter), the warehouse counts the distinct clients of every
+    # row and drops rows under the minimum, whatever the query computes; parameters stay bound.
+    assert "WITH _pubdata_cells AS (" in q["query"] and "UNNEST(@_pubdata_valid_country)" in q["query"]
+    assert "COUNT(DISTINCT clients_daily.client_id) AS _pubdata_units" in q["query"]
+    assert q["query"].endswith("HAVING COUNT(DISTINCT clients_daily.client_id) >= 5000")
+    assert "@submission_date" in q["query"] and "--" not in q["query"] and reviewed != q["query"]
+    assert dry["dryRun"] is True and dry["query"]["query"] == q["query"]
+    assert sorted(dry["query"]["queryParameters"], key=lambda p: p["name"]) == params
     assert sorted(q["queryParameters"], key=lambda p: p["name"]) == params
     assert q["destinationTable"] == {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": f"{STAGING_TABLE}$20261101"}
     assert q["writeDisposition"] == "WRITE_TRUNCATE"
@@ -182,8 +196,8 @@ def test_stage_extract_publish_end_to_end(production):
     assert rows == EXPECTED  # every row, sorted by every column, though the shards were shuffled
     meta = requests.get(entry["metadata_uri"], timeout=10).json()
     assert meta["row_count"] == len(ROWS)
-    assert meta["query"]["sha256"] == hashlib.sha256(query.encode()).hexdigest()
-    assert requests.get(meta["query"]["url"], timeout=10).text == query
+    assert meta["query"]["sha256"] == hashlib.sha256(reviewed.encode()).hexdigest()
+    assert requests.get(meta["query"]["url"], timeout=10).text == reviewed
     assert [c["type"] for c in meta["schema"]][:2] == ["DATE", "STRING"]
     package = requests.get(entry["datapackage_uri"], timeout=10).json()
     assert [r["path"] for r in package["resources"]] == listing["2026-11-01"]
@@ -191,7 +205,8 @@ def test_stage_extract_publish_end_to_end(production):
     # Nothing internal left behind: the extract shards and the staged files are gone, and the
     # staged partition was dropped.
     assert store.list("_staging/") == []
-    assert fake.calls("DELETE")[-1].path.endswith(f"/tables/{STAGING_TABLE}$20261101")
+    deleted = [c.path.rsplit("/", 1)[-1] for c in fake.calls("DELETE")]
+    assert f"{STAGING_TABLE}$20261101" in deleted and f"{STAGING_TABLE}__differencing_20261101" in deleted
     assert records.RunRecords(settings().internal_dir).get(EXAMPLE, "2026-11-01").state == "published"
 
 

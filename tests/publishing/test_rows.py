@@ -23,9 +23,12 @@ def wh(project):
 
 
 def write_parts(wh, staged, order_by, fmt, max_bytes, out_dir):
-    """The parts export writes for this staged table (the same route as the export task)."""
+    """The parts export writes for this staged table (the same route as the export task): every
+    column published, ordered by `order_by` first and then the others, as export orders by every
+    declared column."""
+    columns = list(order_by) + [c.name for c in wh.columns(staged) if c.name not in order_by]
     with wh.export_source(staged, out_dir.parent, LocalStore(out_dir.parent / "bucket"), "_staging") as source:
-        return rows.write_parts(source, list(order_by), fmt, max_bytes, out_dir, what=staged.dataset_id)
+        return rows.write_parts(source, columns, fmt, max_bytes, out_dir, what=staged.dataset_id)
 
 
 def duckdb_copy(wh, staged, dest, order_by, fmt) -> bytes:
@@ -171,13 +174,13 @@ def test_stage_stores_rows_in_export_order_and_export_scans_them(wh, tmp_path, m
 
     by_os = [p.sha256 for p in write_parts(wh, unsorted, ["os", "country"], "json", 2048, tmp_path / "uos")]
 
-    staged = wh.stage(DS, query, {"submission_date": day}, day, order_by=["country", "os", "not_in_the_query"])
-    assert staged.ordered_by == ("country", "os")  # a declared column the query lacks is validation's to report
+    staged = wh.stage(DS, query, {"submission_date": day}, day, order_by=["country", "os", "n", "not_in_the_query"])
+    assert staged.ordered_by == ("country", "os", "n")  # a declared column the query lacks is validation's to report
     # Asked for another order than the stored one, export sorts.
     assert [p.sha256 for p in write_parts(wh, staged, ["os", "country"], "json", 2048, tmp_path / "sos")] == by_os
 
-    staged = wh.stage(DS, query, {"submission_date": day}, day, order_by=["country", "os"])
-    assert staged.ordered_by == ("country", "os")
+    staged = wh.stage(DS, query, {"submission_date": day}, day, order_by=["country", "os", "n"])
+    assert staged.ordered_by == ("country", "os", "n")
     assert type(staged).from_dict(json.loads(json.dumps(staged.to_dict()))) == staged
     con = duckdb.connect(staged.location, read_only=True)
     stored = con.execute(f"SELECT country, os FROM {staged.table}").fetchall()  # no ORDER BY: stored order

@@ -36,6 +36,7 @@ GROUP BY 1, 2
 
 
 def client_shards(spec: dict) -> None:
+    spec["policy"].pop("rollup", None)
     spec["policy"]["dimensions"] = [
         {"name": "submission_date", "category": 1, "kind": "date"},
         {"name": "client_shard", "category": 1, "kind": "categorical", "description": "two hex digits"},

@@ -32,21 +32,23 @@ GOOD_ROWS = """
 """
 
 
-UNGROUPED = "telemetry_public.page_loads_ungrouped_v1"
+MISCOUNTED = "telemetry_public.page_loads_miscounted_v1"
 
 
-def add_ungrouped_example(project: Path) -> str:
-    """A careless version of the example: no grouping into "Other", so small cells reach staging."""
-    (project / "sql/telemetry_public/page_loads_ungrouped_v1.sql").write_text(
+def add_miscounted_example(project: Path) -> str:
+    """A version of the example whose client_count lies (a scaled count): every staged row has at
+    least the minimum of clients, as the warehouse counts them, but the column the public reads
+    says otherwise, so validation fails."""
+    (project / "sql/telemetry_public/page_loads_miscounted_v1.sql").write_text(
         "SELECT @submission_date AS submission_date, country, os, locale, normalized_channel,\n"
-        "       SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count\n"
+        "       SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) * 2 AS client_count\n"
         "FROM `moz-fx-data-shared-prod.telemetry.clients_daily`\n"
         "WHERE submission_date = @submission_date\n"
         "GROUP BY country, os, locale, normalized_channel\n"
     )
     meta = (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
-    (project / "metadata/telemetry_public/page_loads_ungrouped_v1.yaml").write_text(meta)
-    return UNGROUPED
+    (project / "metadata/telemetry_public/page_loads_miscounted_v1.yaml").write_text(meta)
+    return MISCOUNTED
 
 
 def pubdata_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -11,7 +11,8 @@ A case is a directory tests/sql/<ds>/<table>_v<N>/<case>/ holding
   expect.yaml | expect.ndjson                  the rows the query must return, as they are
                                                published (dates as YYYY-MM-DD); order is ignored
 tests/sql/test_cases.py finds every case and runs the reviewed query through the embedded DuckDB
-engine (the same transpilation, parameter binding and JSON rendering as a real run).
+engine (the same stage plan, transpilation, parameter binding and JSON rendering as a real run:
+the pipeline's own minimum-bucket HAVING and roll-up included, at the case's min_bucket_size).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import yaml
 from pubdata.declarations import load_declaration
 from pubdata.orchestration.tasks import query_params
 from pubdata.publishing.rows import write_parts
+from pubdata.sql.rewrite import plan
 from pubdata.stores.local import LocalStore
 from pubdata.warehouses.duckdb import DuckDBWarehouse
 
@@ -140,8 +142,12 @@ def run_case(case: Path, project: Path, schemas: dict[str, list[tuple[str, str]]
     day = case_params.get(decl.spec.partition_field or "submission_date")
     partition = day if isinstance(day, dt.date) else (dt.date.fromisoformat(day) if day else None)
     params = {**query_params(decl, partition if decl.spec.incremental else None), **case_params}
+    spec = decl.spec
+    if "min_bucket_size" in case_params:  # the case's minimum is the one the pipeline enforces
+        policy = spec.policy.model_copy(update={"min_bucket_size": int(case_params["min_bucket_size"])})
+        spec = spec.model_copy(update={"policy": policy})
     warehouse = DuckDBWarehouse(source, workdir / "staging")
-    staged = warehouse.stage(decl.id, decl.query, params, partition if decl.spec.incremental else None,
+    staged = warehouse.stage(decl.id, plan(decl.query, spec), params, partition if decl.spec.incremental else None,
                              partition_field=decl.spec.partition_field)
     store = LocalStore(workdir / "bucket")
     with warehouse.export_source(staged, workdir, store, "_staging") as source:

@@ -53,7 +53,8 @@ def test_failed_run_report_shows_every_check_escaped_and_stays_internal(project,
     assert report == cfg.internal_dir / "reports" / EXAMPLE / DAY / "scheduled__2026-11-01T05_00_00_00_00.html"
     html = report.read_text()
     assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert html.count('<span class="badge failed">failed</span>') == 3  # the run, the bucket and the locale check
+    # the run, the warehouse's count, the bucket column and the locale check
+    assert html.count('<span class="badge failed">failed</span>') == 4
     assert html.index("locale is a known locale") < html.index("the query returned rows")  # problems first
     assert len(rec.validation_report["checks"]) == html.count("<tr><td>")
     assert "Quarantine" in html and staged.location in html
@@ -104,7 +105,9 @@ def test_status_lists_outcome_rows_failures_and_report(project, stage_sql):
     row = rows[EXAMPLE]
     assert row["outcome"].startswith("failed validation (quarantined until ")
     assert row["rows"] == 3 and row["partition"] == DAY and row["when"]
-    assert row["failing"] == ["every row, Other rows included, has client_count >= 5000: observed 1"]
+    assert row["failing"] == [
+        "every row stands for at least 5,000 distinct clients, counted by the warehouse: observed 1 row(s): distinct clients",
+        "every row, Other rows included, has client_count >= 5000: observed 1"]
     assert Path(row["report"]).is_file()
     others = [r for d, r in rows.items() if d != EXAMPLE]
     assert all(r["outcome"] == "never run" for r in others)

@@ -436,14 +436,16 @@ def test_bad_validation_sql_is_a_query_error(fake, wh):
 # -- export -----------------------------------------------------------------------------------------
 
 
-def export_parts(wh, staged, fmt, out, order_by=("country",)):
-    """What the export task writes for this staged partition into a local (non-GCS) store."""
+def export_parts(wh, staged, fmt, out):
+    """What the export task writes for this staged partition into a local (non-GCS) store, every
+    column published, ordered by all of them."""
     from pubdata.publishing import rows
     from pubdata.stores.local import LocalStore
 
+    columns = [c.name for c in wh.columns(staged)]
     with wh.export_source(staged, out, LocalStore(out / "bucket"), "_staging/x") as source:
-        rows.check_finite(source, staged.dataset_id)
-        return rows.write_parts(source, list(order_by), fmt, 10**6, out / fmt, what=staged.dataset_id)
+        rows.check_finite(source, columns, staged.dataset_id)
+        return rows.write_parts(source, columns, fmt, 10**6, out / fmt, what=staged.dataset_id)
 
 
 def test_export_into_a_local_store_reads_tabledata_page_by_page_and_sorts(fake, tmp_path):

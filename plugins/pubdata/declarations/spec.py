@@ -68,8 +68,38 @@ class Metric(_Strict):
     data_review: bool = True
 
 
+INTERNAL_PREFIX = "_pubdata"
+"""Columns the pipeline adds to a staged table for its own checks; never declared, never published."""
+
+
+class Rollup(_Strict):
+    """Rare combinations grouped into `label` by the pipeline, dimension by dimension."""
+
+    steps: list[Identifier | list[Identifier]] = Field(
+        min_length=1,
+        description=(
+            "Dimensions relabelled as `label`, in this order, while a row has fewer than min_bucket_size clients: "
+            "each step adds its dimension(s) to those already relabelled. Cells are first published with every "
+            "dimension as it is; the clients of the cells under the minimum are then grouped again with the first "
+            "step's dimensions relabelled, and so on; what is still under the minimum after the last step is "
+            "dropped."
+        ),
+    )
+
+    @property
+    def dimensions(self) -> list[str]:
+        return [d for step in self.steps for d in ([step] if isinstance(step, str) else step)]
+
+
 class Policy(_Strict):
     aggregation_level: int = Field(ge=1, le=7)
+    privacy_unit: Identifier = Field(
+        default="client_id",
+        description=(
+            "The column of the source tables that identifies one client. The pipeline counts its distinct values "
+            "behind every published row, in the warehouse, and drops rows under min_bucket_size."
+        ),
+    )
     min_bucket_size: int = Field(default=DEFAULT_MIN_BUCKET_SIZE, ge=1)
     bucket_column: Identifier | None = Field(
         default=None,
@@ -77,6 +107,17 @@ class Policy(_Strict):
     )
     dimensions: list[Dimension] = Field(min_length=1)
     metrics: list[Metric] = Field(min_length=1)
+    other_label: str = Field(
+        default="Other", min_length=1, max_length=64,
+        description="The value that stands for grouped rare combinations (Mozilla writes OTHER).",
+    )
+    rollup: Rollup | None = Field(
+        default=None,
+        description=(
+            "Let the pipeline group rare combinations into other_label: the query is then a plain GROUP BY of "
+            "the dimensions with counts and sums (level 2 only)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> Policy:
@@ -84,6 +125,20 @@ class Policy(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"column(s) declared twice: {', '.join(dupes)}; each output column is a dimension or a metric, once")
+        internal = [n for n in names if n.startswith(INTERNAL_PREFIX)]
+        if internal:
+            raise ValueError(f"column name(s) {', '.join(internal)} start with {INTERNAL_PREFIX}, which the pipeline "
+                             "keeps for its own columns; rename them")
+        if self.rollup is not None:
+            dims = {d.name for d in self.dimensions}
+            unknown = [d for d in self.rollup.dimensions if d not in dims]
+            if unknown:
+                raise ValueError(f"rollup step(s) {', '.join(unknown)} are not declared dimensions")
+            repeated = sorted({d for d in self.rollup.dimensions if self.rollup.dimensions.count(d) > 1})
+            if repeated:
+                raise ValueError(f"rollup relabels {', '.join(repeated)} more than once; name each dimension once")
+            if self.aggregation_level != 2:
+                raise ValueError("rollup groups rare combinations under the minimum bucket: it needs aggregation level 2")
         if self.aggregation_level == 2 and self.bucket_column is None:
             raise ValueError("bucket_column is required at aggregation level 2: name the metric that counts distinct clients")
         if self.bucket_column is not None and self.bucket_column not in {m.name for m in self.metrics}:

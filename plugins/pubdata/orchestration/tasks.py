@@ -26,7 +26,7 @@ from pubdata.validation.report import CheckResult
 from pubdata.validation.run import validate as run_validation
 from pubdata.validation.suite import suite_for
 from pubdata.warehouses import open_warehouse
-from pubdata.warehouses.base import StagedTable
+from pubdata.warehouses.base import INTERNAL_COLUMNS, SIDE_TABLES, StagedTable
 
 
 def query_params(decl: Declaration, partition: dt.date | None) -> dict[str, Any]:
@@ -45,17 +45,31 @@ def check_policy(decl: Declaration) -> None:
         raise PolicyRefused(f"{decl.id}: policy verdict is {v.status}: {'; '.join(v.reasons)}. Fix: {v.fix}")
 
 
+def check_query_statically(decl: Declaration) -> None:
+    """The static SQL checks `pubdata check` runs, enforced before anything reaches the warehouse."""
+    from pubdata.sql.rules import check_query
+
+    findings = check_query(decl.query, decl.spec)
+    if findings:
+        listed = "; ".join(f"[{f.rule}] {f.message} Fix: {f.fix}" for f in findings)
+        raise PolicyRefused(f"{decl.id}: the reviewed query fails its static checks ({decl.query_path.name}): {listed}")
+
+
 def stage(dataset_id: str, partition: dt.date | None, run_id: str = "manual", cfg: Settings | None = None) -> dict[str, Any]:
+    from pubdata.sql.rewrite import plan
+
     cfg = cfg or settings()
     decl = load(dataset_id, cfg.project)
     check_policy(decl)
+    check_query_statically(decl)
+    stage_plan = plan(decl.query, decl.spec)
     part = partition if decl.spec.incremental else None
     part_s = part.isoformat() if part else None
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
     quarantine.purge(cfg, decl.id, warehouse=wh)  # expired quarantine of this dataset; the file is ours now
     records = RunRecords(cfg.internal_dir)
     records.start(decl.id, part_s, run_id)
-    staged = wh.stage(decl.id, decl.query, query_params(decl, partition), part,
+    staged = wh.stage(decl.id, stage_plan, query_params(decl, partition), part,
                       partition_field=decl.spec.partition_field, order_by=list(decl.spec.policy.columns))
     rows = wh.scalar(staged, "SELECT count(*) FROM {table}")
     records.update(decl.id, part_s, state="staged", staged=staged.to_dict(), rows=rows)
@@ -132,7 +146,7 @@ def publish(dataset_id: str, staged_d: dict[str, Any], exported_d: list[dict[str
     store = open_store(cfg.bucket_url)
     records = RunRecords(cfg.internal_dir)
     rec = records.get(decl.id, staged.partition)
-    columns = [(c.name, c.type, wh.type_family(c.type)) for c in wh.columns(staged)]
+    columns = [(c.name, c.type, wh.type_family(c.type)) for c in wh.columns(staged) if c.name not in INTERNAL_COLUMNS]
     exported = [ExportedFile(**e) for e in exported_d]
     validation = None
     if rec is not None and rec.validation is not None:
@@ -141,6 +155,8 @@ def publish(dataset_id: str, staged_d: dict[str, Any], exported_d: list[dict[str
     result = PublishResult.model_validate(
         publishing.publish(decl, staged, exported, columns, store, cfg.public_base_url, validation))
     wh.drop(staged)
+    for name in SIDE_TABLES:
+        wh.drop(wh.side(staged, name))
     records.update(decl.id, staged.partition, state="published", published=result,
                    query_sha256=decl.query_sha256, finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     return result.model_dump(mode="json")

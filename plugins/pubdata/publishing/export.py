@@ -58,7 +58,7 @@ def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: 
     order_by = list(decl.spec.policy.columns)
     out = []
     with _work_dir(work_root, decl) as work, warehouse.export_source(staged, work, store, prefix) as source:
-        rows.check_finite(source, decl.id)
+        rows.check_finite(source, order_by, decl.id)
         for fmt in decl.spec.export.formats:
             for part in rows.write_parts(source, order_by, fmt, decl.spec.export.max_file_bytes, work / fmt,
                                          what=decl.id):

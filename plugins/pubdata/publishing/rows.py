@@ -66,7 +66,8 @@ def write_parts(source: ExportSource, order_by: list[str], fmt: str, max_bytes: 
     A source already in that order is taken by a one-thread scan under a small buffer pool;
     otherwise the rows are sorted under the export memory limit, spilling to source.spill.
     """
-    con, relation, spill = source.con, source.relation, source.spill
+    con, spill = source.con, source.spill
+    relation = _published(source, order_by)
     in_order = source.ordered_by is not None and list(source.ordered_by) == list(order_by)
     sort_by = None if in_order else list(order_by)
     rel = con.sql(f"SELECT * FROM {relation}")
@@ -147,14 +148,20 @@ def _sql_str(path: Path | str) -> str:
     return str(path).replace("'", "''")
 
 
-def check_finite(source: ExportSource, what: str) -> None:
+def _published(source: ExportSource, columns: list[str]) -> str:
+    """The source's published columns only: the pipeline's own columns of the staged table stay internal."""
+    return f"(SELECT {', '.join(_ident(c) for c in columns)} FROM {source.relation})"
+
+
+def check_finite(source: ExportSource, columns: list[str], what: str) -> None:
     """Refuse rows holding NaN or an infinity: JSON cannot carry them and CSV readers misread them."""
-    rel = source.con.sql(f"SELECT * FROM {source.relation}")
+    relation = _published(source, columns)
+    rel = source.con.sql(f"SELECT * FROM {relation}")
     floats = [c for c, t in zip(rel.columns, rel.types, strict=True) if str(t) in ("FLOAT", "DOUBLE")]
     if not floats:
         return
     counts = ", ".join(f"count(*) FILTER (WHERE NOT isfinite({_ident(c)}))" for c in floats)
-    found = source.con.execute(f"SELECT {counts} FROM {source.relation}").fetchone()
+    found = source.con.execute(f"SELECT {counts} FROM {relation}").fetchone()
     bad = {c: n for c, n in zip(floats, found or (), strict=True) if n}
     if bad:
         listed = ", ".join(f"{c} ({n} row{'s' if n != 1 else ''})" for c, n in bad.items())

@@ -9,6 +9,7 @@ before any data is read, so a bad query fails `pubdata check`, not a production 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -19,13 +20,14 @@ from pubdata.policy.forbidden import ForbiddenRule, forbidden_rule, forbidden_ru
 from pubdata.sql.lineage import RULE_FORBIDDEN_LINEAGE, check_lineage
 from pubdata.sql.parse import DIALECT, RULE_PARSE, Finding, parse
 from pubdata.sql.projections import PROJECTIONS, Unresolved, scope_projections, table_name
+from pubdata.sql.shape import Shape, analyze
 
 RULE_OUTPUT_COLUMNS = "output_columns"
 RULE_FORBIDDEN_COLUMN = "forbidden_column"
 RULE_SOURCE_TABLES = "source_tables"
 RULE_NONDETERMINISTIC = "nondeterministic"
 
-__all__ = ["RULE_FORBIDDEN_LINEAGE", "RULE_PARSE", "Finding", "check_query"]
+__all__ = ["RULE_FORBIDDEN_LINEAGE", "RULE_PARSE", "Finding", "QueryAnalysis", "analyze_query", "check_query"]
 
 NONDETERMINISTIC_FUNCTIONS = frozenset({
     "RAND", "RANDOM", "RANDN", "RANDSTR", "UUID", "GENERATE_UUID", "NEWID",
@@ -36,11 +38,25 @@ NONDETERMINISTIC_FUNCTIONS = frozenset({
 """Functions whose value changes between runs: a backfill would not reproduce what was published."""
 
 
+@dataclass
+class QueryAnalysis:
+    """What the static checks found, and the query's shape (which stage instruments)."""
+
+    statement: exp.Query | None
+    shape: Shape | None
+    findings: list[Finding]
+
+
 def check_query(sql: str, spec: DeclarationFile) -> list[Finding]:
     """Every finding for `sql` as the reviewed query of `spec`; an empty list means it passes."""
+    return analyze_query(sql, spec).findings
+
+
+def analyze_query(sql: str, spec: DeclarationFile) -> QueryAnalysis:
     statement, findings = parse(sql)
     if statement is None:
-        return findings
+        return QueryAnalysis(None, None, findings)
+    shape = None
     token = PROJECTIONS.set({})
     try:
         root = build_scope(statement)
@@ -50,6 +66,8 @@ def check_query(sql: str, spec: DeclarationFile) -> list[Finding]:
         findings += _check_output_columns(root, spec, rules)
         findings += check_lineage(root, rules)
         findings += _check_source_tables(root, spec)
+        shape = analyze(statement, spec)
+        findings += shape.findings
     except SqlglotError as exc:
         problem = str(exc)
         if problem.startswith("Alias already used:"):
@@ -64,7 +82,7 @@ def check_query(sql: str, spec: DeclarationFile) -> list[Finding]:
     finally:
         PROJECTIONS.reset(token)
     findings += _check_nondeterminism(statement)
-    return findings
+    return QueryAnalysis(statement, shape, findings)
 
 
 def _check_output_columns(root: Scope, spec: DeclarationFile, rules: tuple[ForbiddenRule, ...]) -> list[Finding]:

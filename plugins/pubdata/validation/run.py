@@ -10,8 +10,7 @@ import time
 from typing import Any
 
 from pubdata.declarations import Declaration
-from pubdata.validation.expectations import build_expectation
-from pubdata.validation.expectations.column_types import COLUMN_TYPES_EXPECTATION, check_column_types
+from pubdata.validation.expectations import NATIVE_CHECKS, build_expectation
 from pubdata.validation.report import CheckResult, Outcome, ValidationReport
 from pubdata.validation.spec import ExpectationSpec
 from pubdata.validation.suite import suite_for
@@ -57,10 +56,15 @@ def validate(decl: Declaration, warehouse: Warehouse, staged: StagedTable,
                 checks.append(CheckResult(spec.name, spec.description, spec.severity, False, missing[0],
                                           observed=f"column missing: {', '.join(missing)}",
                                           expected=_expected(spec.kwargs), sensitive=spec.sensitive))
-            elif spec.name == COLUMN_TYPES_EXPECTATION:
-                # Types as the warehouse itself names them (GX's type expectation cannot read DuckDB's).
-                checks.append(CheckResult(spec.name, spec.description, spec.severity,
-                                          **check_column_types(spec, columns, warehouse)))
+            elif spec.name in NATIVE_CHECKS:
+                # Evaluated by the warehouse directly: GX cannot read DuckDB's types, and the client
+                # counts list the rows that break them, which GX's unexpected-rows result does not.
+                try:
+                    found = NATIVE_CHECKS[spec.name](spec, decl, warehouse, staged, columns)
+                except Exception as exc:  # could not be evaluated: an error, never a pass
+                    found = {"success": False, "error": f"{type(exc).__name__}: {exc}"}
+                checks.append(CheckResult(spec.name, spec.description, spec.severity, column=spec.reads[0] if spec.reads else None,
+                                          sensitive=spec.sensitive, **found))
             else:
                 runnable.append(spec)
         specs = runnable

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 
 from pubdata.declarations import Declaration
 from pubdata.policy.geo import GEO_KINDS, describe
+from pubdata.sql.rewrite import enforces_minimum
 from pubdata.validation import expectations_file
+from pubdata.validation.expectations import client_counts, differencing
 from pubdata.validation.expectations.column_types import column_types_expectation
 from pubdata.validation.expectations.identifier_scan import identifier_scan
 from pubdata.validation.expectations.row_count_band import row_count_band
 from pubdata.validation.spec import ExpectationSpec
+from pubdata.warehouses.base import INTERNAL_COLUMNS
 
 if TYPE_CHECKING:
     from pubdata.warehouses.base import Warehouse
@@ -24,7 +27,8 @@ def policy_expectations(decl: Declaration) -> list[ExpectationSpec]:
     specs = [
         ExpectationSpec(
             "ExpectTableColumnsToMatchSet",
-            {"column_set": p.columns, "exact_match": True},
+            {"column_set": p.columns + (list(INTERNAL_COLUMNS) if enforces_minimum(decl.spec) else []),
+             "exact_match": True},
             description="columns equal the declared dimensions and metrics",
         ),
         ExpectationSpec(
@@ -71,4 +75,5 @@ def suite_for(decl: Declaration, warehouse: type[Warehouse] | Warehouse,
     against `previous` (label, rows), the last published partition, when there is one."""
     own = expectations_file.load(decl.expectations_path, decl)
     declared = [column_types_expectation(decl), *identifier_scan(decl, warehouse)]
-    return policy_expectations(decl) + declared + own.specs + row_count_band(own.row_count, previous)
+    counted = client_counts.expectations(decl) + differencing.expectations(decl)
+    return policy_expectations(decl) + counted + declared + own.specs + row_count_band(own.row_count, previous)

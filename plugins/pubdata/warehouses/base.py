@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,10 +24,41 @@ if TYPE_CHECKING:
 
     from pubdata.stores.base import Store
 
-__all__ = ["Column", "ExportSource", "QueryError", "StagedTable", "TypeFamily", "Warehouse", "WarehouseError"]
+__all__ = ["Column", "ExportSource", "QueryError", "StagePlan", "StagedTable", "TypeFamily", "Warehouse",
+           "WarehouseError"]
 
 TypeFamily = str
 """date, timestamp, time, string, boolean, integer, fractional, array, object or other."""
+
+UNITS = "_pubdata_units"
+"""Distinct privacy units (clients) behind a staged row, counted by the warehouse."""
+ROW = "_pubdata_row"
+"""The group a staged row is, as text (a key the side tables refer to)."""
+DISJOINT = "_pubdata_disjoint"
+"""True when every client is in one input row of the aggregation: no row can be a subset of another."""
+INTERNAL_COLUMNS = (UNITS, ROW, DISJOINT)
+STAGED = "_pubdata_staged"
+"""The name side queries read the staged rows by."""
+DIFFERENCING = "differencing"
+SIDE_TABLES = (DIFFERENCING,)
+"""Side tables stage may write beside a staged table (sql.rewrite), dropped with it."""
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What stage runs for one dataset, in BigQuery SQL (sql.rewrite builds it).
+
+    `query` produces the rows; `materialize` names CTEs it reads twice, which an engine should
+    compute once where it can; `sides` (name, SQL) are written beside the staged table for
+    validation, reading the staged rows as the table _pubdata_staged, unless every staged row
+    has DISJOINT true (then there is nothing for them to find).
+    """
+
+    query: str
+    materialize: tuple[str, ...] = ()
+    sides: tuple[tuple[str, str], ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    """Parameters the pipeline's own SQL binds (the roll-up's lists of valid geo values)."""
 
 
 @dataclass(frozen=True)
@@ -114,14 +145,43 @@ class Warehouse(ABC):
 
     # -- write, audit, export ------------------------------------------------------------------
 
-    @abstractmethod
-    def stage(self, dataset_id: str, query: str, params: dict[str, Any], partition: dt.date | None,
+    def stage(self, dataset_id: str, query: str | StagePlan, params: dict[str, Any], partition: dt.date | None,
               *, partition_field: str | None = None, order_by: list[str] | None = None) -> StagedTable:
-        """Run the reviewed BigQuery-SQL query with bound params into a staging table (replacing the partition).
+        """Run the reviewed BigQuery-SQL query (or a stage plan) with bound params into a staging
+        table, replacing the partition, then the plan's side tables.
 
         order_by names the columns export will order the rows by; an engine whose tables keep
         their row order stores them so (and says so in StagedTable.ordered_by), others ignore it.
         """
+        plan = query if isinstance(query, StagePlan) else StagePlan(query)
+        params = {**params, **plan.params}
+        staged = self.stage_query(dataset_id, plan, params, partition, partition_field=partition_field,
+                                  order_by=order_by)
+        if plan.sides:
+            overlapping = self.scalar(staged, f"SELECT COUNT(*) FROM {{table}} WHERE NOT {DISJOINT}")
+            for name, sql in plan.sides:
+                if overlapping:
+                    self.write_side(staged, name, sql, params)
+                else:
+                    self.drop(self.side(staged, name))
+        return staged
+
+    @abstractmethod
+    def stage_query(self, dataset_id: str, plan: StagePlan, params: dict[str, Any], partition: dt.date | None,
+                    *, partition_field: str | None = None, order_by: list[str] | None = None) -> StagedTable:
+        """Run plan.query into the staging table (see `stage`)."""
+
+    @abstractmethod
+    def side(self, staged: StagedTable, name: str) -> StagedTable:
+        """Where the side table `name` of a staged table lives (it may not exist)."""
+
+    @abstractmethod
+    def write_side(self, staged: StagedTable, name: str, sql: str, params: dict[str, Any]) -> StagedTable:
+        """Run BigQuery SQL that reads the staged rows as _pubdata_staged (and the sources) into side table `name`."""
+
+    @abstractmethod
+    def rows(self, staged: StagedTable, sql: str, limit: int = 20) -> list[tuple[Any, ...]]:
+        """The first `limit` rows of SQL over the staged table (`{table}` names it), as tuples."""
 
     @abstractmethod
     def columns(self, staged: StagedTable) -> list[Column]:

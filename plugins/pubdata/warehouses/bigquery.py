@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pubdata.errors import ConfigurationError, QueryError, WarehouseError
 from pubdata.ids import DatasetId
-from pubdata.warehouses.base import Column, ExportSource, StagedTable, Warehouse
+from pubdata.warehouses.base import STAGED, Column, ExportSource, StagedTable, StagePlan, Warehouse
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from google.cloud import bigquery
@@ -288,17 +288,17 @@ class BigQueryWarehouse(Warehouse):
 
     # -- Warehouse interface ---------------------------------------------------------------
 
-    def stage(
+    def stage_query(
         self,
         dataset_id: str,
-        query: str,
+        plan: StagePlan,
         params: dict[str, Any],
         partition: dt.date | None,
         *,
         partition_field: str | None = None,
         order_by: list[str] | None = None,
     ) -> StagedTable:
-        """Dry-run the reviewed query, refuse it if it would bill too much, then write it to staging.
+        """Dry-run the query, refuse it if it would bill too much, then write it to staging.
 
         With a partition, the result replaces `table$YYYYMMDD` of a DAY-partitioned table
         (partitioned on `partition_field`, or by ingestion time when None); without one, the whole
@@ -306,6 +306,7 @@ class BigQueryWarehouse(Warehouse):
         """
         from google.cloud import bigquery
 
+        query = plan.query  # BigQuery computes a CTE read twice twice; maximum_bytes_billed caps both
         table = staging_table_name(dataset_id)
         if isinstance(partition, dt.datetime):
             partition = partition.date()
@@ -393,6 +394,53 @@ class BigQueryWarehouse(Warehouse):
                 f"a scalar validation query must return one row with one column, got {shape}: {text}"
             )
         return result[0][0]
+
+    def side(self, staged: StagedTable, name: str) -> StagedTable:
+        """A table of its own per partition, beside the staging table: `<table>__<name>[_YYYYMMDD]`."""
+        suffix = f"_{_partition_date(staged).strftime('%Y%m%d')}" if staged.partition is not None else ""
+        return StagedTable(staged.dataset_id, staged.location, f"{staged.table}__{name}{suffix}", None)
+
+    def write_side(self, staged: StagedTable, name: str, sql: str, params: dict[str, Any]) -> StagedTable:
+        """A query job over the staged partition (as _pubdata_staged) and the sources into the side table."""
+        import sqlglot
+        from google.cloud import bigquery
+        from sqlglot import exp
+
+        side = self.side(staged, name)
+        tree = sqlglot.parse_one(sql, read="bigquery")
+        staged_rows = sqlglot.parse_one(f"SELECT * FROM `{self._table_id(staged)}`{self._partition_filter(staged)}",
+                                        read="bigquery")
+        for table in list(tree.find_all(exp.Table)):
+            if table.name == STAGED and not table.args.get("db"):
+                table.replace(exp.Subquery(this=staged_rows.copy(), alias=exp.TableAlias(this=exp.to_identifier(STAGED))))
+        config = bigquery.QueryJobConfig(
+            destination=bigquery.TableReference.from_string(self._table_id(side)),
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            maximum_bytes_billed=self.maximum_bytes_billed,
+            labels=self._labels(staged, name),
+            use_legacy_sql=False,
+            query_parameters=query_parameters(params),
+        )
+        with self._errors(f"checking {name}", staged=staged):
+            job = self.client.query(tree.sql("bigquery"), job_config=config, location=self.location, retry=self._retry,
+                                    job_retry=self._job_retry, job_id_prefix=self._job_id_prefix(staged, name))
+            self._wait(job)
+        self._tables.pop(self._table_id(side), None)
+        return side
+
+    def rows(self, staged: StagedTable, sql: str, limit: int = 20) -> list[tuple[Any, ...]]:
+        from google.cloud import bigquery
+
+        text = sql.format(table=self._relation(staged))
+        with self._errors("running a validation query", staged=staged):
+            found = self.client.query_and_wait(
+                text,
+                job_config=bigquery.QueryJobConfig(maximum_bytes_billed=self.maximum_bytes_billed,
+                                                   labels=self._labels(staged, "validate"), use_legacy_sql=False),
+                location=self.location, retry=self._retry, job_retry=self._job_retry, wait_timeout=self.job_timeout,
+                max_results=limit,
+            )
+            return [tuple(row.values()) for row in list(found)[:limit]]
 
     def gx_batch(self, context: Any, staged: StagedTable) -> Any:
         """A GX batch over exactly the staged partition, evaluated in BigQuery through sqlalchemy-bigquery.

@@ -23,7 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from pubdata.errors import QueryError, WarehouseError
-from pubdata.warehouses.base import Column, ExportSource, StagedTable, Warehouse
+from pubdata.warehouses.base import STAGED, Column, ExportSource, StagedTable, Warehouse
 
 if TYPE_CHECKING:
     from pubdata.stores.base import Store
@@ -31,12 +31,21 @@ if TYPE_CHECKING:
 SOURCE_ALIAS = "source"
 
 
-def transpile(query: str) -> str:
+def transpile(query: str, materialize: tuple[str, ...] = ()) -> str:
     """BigQuery Standard SQL -> DuckDB SQL, with every project-qualified table read from the source.
 
     `moz-fx-data-shared-prod.telemetry.clients_daily` and `telemetry.clients_daily` both resolve to
-    source.telemetry.clients_daily; CTE names are left alone.
+    source.telemetry.clients_daily; CTE names are left alone. CTEs named in `materialize` are
+    computed once (AS MATERIALIZED) however often the query reads them.
     """
+    tree = _parse_bigquery(query)
+    for cte in tree.find_all(exp.CTE):
+        if cte.alias_or_name in materialize:
+            cte.set("materialized", True)
+    return _to_duckdb(tree)
+
+
+def _parse_bigquery(query: str) -> exp.Query:
     try:
         statements = sqlglot.parse(query, read="bigquery")
     except sqlglot.errors.ParseError as exc:
@@ -47,6 +56,10 @@ def transpile(query: str) -> str:
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         raise QueryError(f"the reviewed query must be a SELECT, found {tree.key.upper() if tree else 'nothing'}")
+    return tree
+
+
+def _to_duckdb(tree: exp.Query) -> str:
     cte_names = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         if not table.name or (not table.args.get("db") and table.name in cte_names):
@@ -54,6 +67,17 @@ def transpile(query: str) -> str:
         if table.args.get("db"):
             table.set("catalog", exp.to_identifier(SOURCE_ALIAS))
     return tree.sql(dialect="duckdb")
+
+
+def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters the DuckDB statement uses, as DuckDB values; QueryError naming any missing."""
+    bound = {k: _param(v) for k, v in params.items()}
+    used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
+    missing = used - bound.keys()
+    if missing:
+        raise QueryError(f"the reviewed query uses parameter(s) {', '.join('@' + m for m in sorted(missing))} that are "
+                         "not provided; declare them under params:")
+    return {k: v for k, v in bound.items() if k in used}
 
 
 def _param(value: Any) -> Any:
@@ -176,16 +200,11 @@ class DuckDBWarehouse(Warehouse):
 
     # -- Warehouse ---------------------------------------------------------------------------
 
-    def stage(self, dataset_id, query, params, partition, *, partition_field=None, order_by=None) -> StagedTable:
-        sql = transpile(query)
+    def stage_query(self, dataset_id, plan, params, partition, *, partition_field=None, order_by=None) -> StagedTable:
+        sql = transpile(plan.query, materialize=plan.materialize)
         table = f"stage_{partition.strftime('%Y%m%d')}" if partition else "stage_full"
         staged = StagedTable(dataset_id, str(self.staging_file(dataset_id)), table, partition.isoformat() if partition else None)
-        bound = {k: _param(v) for k, v in params.items()}
-        used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", sql))
-        missing = used - bound.keys()
-        if missing:
-            raise QueryError(f"the reviewed query uses parameter(s) {', '.join('@' + m for m in sorted(missing))} that are not provided; declare them under params:")
-        bound = {k: v for k, v in bound.items() if k in used}
+        bound = _bind(sql, params)
         with self._connect(dataset_id, read_only=False, attach_source=True) as con:
             try:
                 # Stored in export order (DuckDB keeps a table's insertion order), so export is a
@@ -199,6 +218,28 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise WarehouseError(f"staging {dataset_id} failed: {exc}") from exc
         return dataclasses.replace(staged, ordered_by=ordered or None)
+
+    def side(self, staged: StagedTable, name: str) -> StagedTable:
+        return dataclasses.replace(staged, table=f"{staged.table}__{name}", ordered_by=None)
+
+    def write_side(self, staged: StagedTable, name: str, sql: str, params: dict[str, Any]) -> StagedTable:
+        side = self.side(staged, name)
+        tree = _parse_bigquery(sql)
+        for table in tree.find_all(exp.Table):
+            if table.name == STAGED and not table.args.get("db"):
+                table.set("this", exp.to_identifier(staged.table, quoted=True))
+        text = _to_duckdb(tree)
+        bound = _bind(text, params)
+        with self._connect(staged.dataset_id, read_only=False, attach_source=True) as con:
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {self._table(side)} AS {text}", bound)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"writing the {name} check of {staged.dataset_id} failed: {exc}") from exc
+        return side
+
+    def rows(self, staged: StagedTable, sql: str, limit: int = 20) -> list[tuple[Any, ...]]:
+        with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:
+            return con.execute(sql.format(table=self._table(staged))).fetchmany(limit)
 
     def columns(self, staged):
         with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:

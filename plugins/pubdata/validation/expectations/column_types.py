@@ -12,7 +12,7 @@ from pubdata.declarations import Declaration
 from pubdata.validation.spec import ExpectationSpec
 
 if TYPE_CHECKING:
-    from pubdata.warehouses.base import Column, Warehouse
+    from pubdata.warehouses.base import Column, StagedTable, Warehouse
 
 COLUMN_TYPES_EXPECTATION = "ExpectTableColumnTypesToMatchDeclaration"
 
@@ -68,3 +68,8 @@ def check_column_types(spec: ExpectationSpec, columns: list[Column],
             expected[name] = accepted_types(warehouse, kind)
     return {"success": not wrong, "observed": wrong or {n: present[n] for n in kinds if n in present},
             "expected": expected or {"kinds": kinds, "engine": warehouse.engine}}
+
+
+def check(spec: ExpectationSpec, decl: Declaration, warehouse: Warehouse, staged: StagedTable,
+          columns: list[Column]) -> dict[str, Any]:
+    return check_column_types(spec, columns, warehouse)
