@@ -138,9 +138,50 @@ def test_dag_factory_gives_refused_and_unsigned_datasets_no_dag(project):
     assert "publish_telemetry_public__search_counts_by_country_v1" in dags  # signed off
     assert "publish_telemetry_public__page_loads_by_country_v1" in dags
     doc = dags[ERRORS_DAG_ID].doc_md
-    assert "metadata/telemetry_public/city_active_hours_v1.yaml: policy verdict refused: dimension city (category 4)" in doc
-    assert ("metadata/telemetry_public/search_counts_unsigned_v1.yaml: policy verdict needs_signoff:" in doc
+    assert "metadata/telemetry_public/city_active_hours_v1.yaml: policy: refused: dimension city (category 4)" in doc
+    assert ("metadata/telemetry_public/search_counts_unsigned_v1.yaml: policy: needs_signoff:" in doc
             and "Fix: ask a data steward" in doc)
+
+
+def test_check_and_the_dag_factory_agree_on_static_findings(project):
+    """A query `pubdata check` refuses gets no DAG: the errors DAG lists the finding, with its fix."""
+    from pubdata.orchestration.dag_factory import ERRORS_DAG_ID, build_dags
+
+    ds = derive(project, "page_loads_by_country_v1", "client_shards_v1", client_shards, CLIENT_SHARDS_SQL)
+    code, out = check(ds)
+    assert code == 1 and "forbidden_lineage" in out
+    dags = build_dags(project)
+    assert "publish_telemetry_public__client_shards_v1" not in dags
+    assert "publish_telemetry_public__page_loads_by_country_v1" in dags
+    doc = dags[ERRORS_DAG_ID].doc_md
+    assert f"sql/{DS}/client_shards_v1.sql: sql: forbidden_lineage: output column client_shard derives from client_id" in doc
+    assert "Fix: drop it, or reduce it to a count of distinct clients" in doc
+
+
+def test_dag_factory_fails_closed_when_the_checks_run_out_of_time(project, monkeypatch):
+    """With no time for static checks, a changed declaration gets no DAG until a parse checks it."""
+    from pubdata.orchestration.dag_factory import ERRORS_DAG_ID, GATE_BUDGET_ENV, build_dags
+
+    monkeypatch.setenv(GATE_BUDGET_ENV, "0")
+    dags = build_dags(project)
+    assert "publish_telemetry_public__page_loads_by_country_v1" not in dags
+    doc = dags[ERRORS_DAG_ID].doc_md
+    assert "metadata/telemetry_public/page_loads_by_country_v1.yaml: not checked yet" in doc
+    check(PAGE_LOADS)  # checks it, on this machine, into the cache the factory reads
+    dags = build_dags(project)
+    assert "publish_telemetry_public__page_loads_by_country_v1" in dags
+    assert "page_loads_by_country_v1.yaml: not checked yet" not in dags[ERRORS_DAG_ID].doc_md
+
+
+def test_an_edited_query_is_checked_again(project):
+    """The cache is keyed by what the checks read: a query edited into a refusal loses its DAG."""
+    from pubdata.orchestration.dag_factory import build_dags
+
+    assert "publish_telemetry_public__page_loads_by_country_v1" in build_dags(project)
+    query = project / "sql" / DS / "page_loads_by_country_v1.sql"
+    query.write_text(query.read_text().replace("SUM(page_loads) AS page_loads", "STRING_AGG(client_id) AS page_loads"))
+    dags = build_dags(project)
+    assert "publish_telemetry_public__page_loads_by_country_v1" not in dags
 
 
 # ---------------------------------------------------------------------------------------------

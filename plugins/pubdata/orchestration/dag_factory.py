@@ -4,9 +4,11 @@ This is the only module (with dags/publish_datasets.py) that knows Airflow. It i
 heavy at parse time: the declarations (YAML + pydantic) and the policy verdict only. Great
 Expectations, DuckDB and the google clients are imported inside the tasks when they run.
 
-Declarations that fail to load, and datasets the policy refuses or that lack the steward's
-sign-off, get no DAG; they are listed by a `pubdata_declaration_errors` DAG (doc and failing
-task) so on-call sees them in the Airflow UI instead of a dataset silently missing.
+Declarations that fail to load, datasets the policy refuses or that lack the steward's sign-off,
+and queries the static checks refuse get no DAG, exactly as `pubdata check` judges them; they are
+listed by a `pubdata_declaration_errors` DAG (doc and failing task) so on-call sees them in the
+Airflow UI instead of a dataset silently missing. The static checks (sqlglot) run only for
+declarations that changed since the last parse (gate.GateCache).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import datetime as dt
 import functools
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,10 @@ from pubdata.policy.verdict import Verdict, verdict
 
 log = logging.getLogger(__name__)
 ERRORS_DAG_ID = "pubdata_declaration_errors"
+GATE_BUDGET_ENV = "PUBDATA_GATE_BUDGET_SECONDS"
+DEFAULT_GATE_BUDGET = 10.0
+"""Airflow gives a DAG file 30 s (dagbag_import_timeout); the static checks take about 20-50 ms a
+query (bench/RESULTS.md), so a parse checks a few hundred changed declarations and leaves room."""
 
 
 def _partition(context: dict[str, Any]) -> dt.date:
@@ -180,24 +187,62 @@ def _errors_dag(problems: list[str]):
     return dag
 
 
+def gate_budget() -> float:
+    """Seconds one parse may spend on static checks of changed declarations (GATE_BUDGET_ENV)."""
+    raw = os.environ.get(GATE_BUDGET_ENV) or str(DEFAULT_GATE_BUDGET)
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        log.warning("pubdata: %s=%r is not a number of seconds; using %s", GATE_BUDGET_ENV, raw, DEFAULT_GATE_BUDGET)
+        return DEFAULT_GATE_BUDGET
+
+
 def build_dags(project: Path | None = None) -> dict[str, Any]:
-    """All DAGs for the project's declarations, keyed by dag_id, plus the errors DAG if needed."""
+    """All DAGs for the project's declarations, keyed by dag_id, plus the errors DAG if needed.
+
+    A declaration gets a DAG only when `pubdata check` would pass it: it loads, the policy allows
+    it, and the static checks of its query and expectations file find nothing (gate). Static checks
+    come from the gate cache; what changed is checked within the parse's budget, and what the
+    budget did not reach is listed as not checked yet (fail closed) until a later parse checks it.
+    """
     from pubdata.config import settings
     from pubdata.declarations.cache import FILE_NAME, SpecCache
+    from pubdata.gate import GATE_FILE, GateCache, policy_problems, static_problems
 
     cfg = settings()
     project = project or cfg.project
     # Every parse loads every declaration; unchanged files come from the cache (spec_cache).
     catalog = load_all(project, SpecCache(cfg.internal_dir / "cache" / FILE_NAME))
+    gate = GateCache(cfg.internal_dir / "cache" / GATE_FILE)
+    budget = gate_budget()
+    deadline = time.monotonic() + budget
     dags: dict[str, Any] = {}
     problems = [str(e) for e in catalog.problems]
     for decl in catalog.declarations.values():
         judged = verdict(decl.spec)
         if not judged.allows_publish:
-            problems.append(f"{decl.metadata_path.relative_to(project)}: policy verdict {judged.status}: "
-                            f"{'; '.join(judged.reasons)}. Fix: {judged.fix}")
+            problems.extend(str(p) for p in policy_problems(decl, project))
+            continue
+        found = gate.get(decl, project)
+        if found is None:
+            if time.monotonic() >= deadline:
+                problems.append(f"{decl.metadata_path.relative_to(project)}: not checked yet: this parse spent its "
+                                f"{budget:g} s of static checks ({GATE_BUDGET_ENV}) on other changed declarations. "
+                                "Fix: nothing; a later parse checks it (`pubdata check` on this machine checks all now)")
+                continue
+            try:
+                found = static_problems(decl, project)
+            except Exception as exc:  # an unchecked query must not get a DAG, nor take the others down
+                log.exception("pubdata: static checks of %s failed", decl.id)
+                problems.append(f"{decl.query_path.relative_to(project)}: the static checks failed: {exc!r}. "
+                                "Fix: run `pubdata check` for the whole error and report it")
+                continue
+            gate.put(decl, project, found)
+        if found:
+            problems.extend(str(p) for p in found)
             continue
         dags[decl.dag_id] = build_dag(decl, judged)
+    gate.save()
     for p in problems:
         log.warning("pubdata: %s", p)
     if problems:
