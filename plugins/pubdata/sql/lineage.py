@@ -6,6 +6,7 @@ source value. Used to refuse outputs derived from identifiers and other forbidde
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from pubdata.sql.projections import (
     Unresolved,
     is_star,
     output_names,
+    pivots,
     scope_for,
     scope_projections,
     star_modifiers,
@@ -33,7 +35,23 @@ _HLL_SKETCHES = frozenset({"INIT", "MERGE_PARTIAL"})
 _DAY_OR_COARSER = frozenset({"DAY", "WEEK", "ISOWEEK", "MONTH", "QUARTER", "YEAR", "ISOYEAR"})
 _EXTRACT_DAY_OR_COARSER = _DAY_OR_COARSER | {"DATE", "DAYOFWEEK", "DAYOFYEAR"}
 _TRUNCS: tuple[type[exp.Expr], ...] = (exp.TimestampTrunc, exp.DatetimeTrunc, exp.DateTrunc)
-_JSON_EXTRACTS: tuple[type[exp.Expr], ...] = (exp.JSONExtract, exp.JSONExtractScalar)
+_JSON_EXTRACTS: tuple[type[exp.Expr], ...] = (exp.JSONExtract, exp.JSONExtractScalar, exp.JSONExtractArray,
+                                              exp.JSONValueArray)
+ANY_FIELD = "*"
+"""The field of a flow read at a JSON path computed at run time (or the whole document): any key."""
+
+
+def _literal_keys(path: exp.Expr | None) -> tuple[str, ...]:
+    """The keys of a literal JSON path ('$.a.b[0]' -> (a, b)); () for a computed path or the root alone."""
+    if not isinstance(path, exp.JSONPath):
+        return ()
+    keys: list[str] = []
+    for part in path.expressions:
+        if isinstance(part, exp.JSONPathKey) and isinstance(part.this, str):
+            keys.append(part.this)
+        elif not isinstance(part, (exp.JSONPathRoot, exp.JSONPathSubscript)):
+            return ()  # wildcards, recursive descent, filters: any key
+    return tuple(keys)
 
 
 @dataclass(frozen=True)
@@ -212,12 +230,19 @@ class _Lineage:
             if isinstance(current, exp.Column):
                 yield from self.column(current, scope, ctx, via, tuple(fields))
                 return
-        if isinstance(node, _JSON_EXTRACTS) and isinstance(node.this, exp.Column):
-            # JSON_VALUE(event_extra, '$.url') publishes the url key: trace it as a field.
+        if isinstance(node, _JSON_EXTRACTS):
+            # JSON_VALUE(event_extra, '$.url') publishes the url key: trace it as a field. A path
+            # computed when the query runs, or the whole document, may reach any key: ANY_FIELD.
             path = node.expression
-            keys = tuple(k.this for k in path.expressions if isinstance(k, exp.JSONPathKey)) if isinstance(path, exp.JSONPath) else ()
-            if keys and all(isinstance(k, str) for k in keys):
+            keys = _literal_keys(path)
+            if keys and isinstance(node.this, exp.Column):
                 yield from self.column(node.this, scope, ctx, via, keys)
+                return
+            if not keys:
+                for flow in self.walk(node.this, scope, ctx, via):
+                    yield dataclasses.replace(flow, fields=(*flow.fields, ANY_FIELD))
+                if path is not None and not isinstance(path, exp.JSONPath):
+                    yield from self.walk(path, scope, ctx, via)
                 return
         if isinstance(node, (exp.Select, exp.SetOperation, exp.Subquery)):
             sub = self._subquery_scope(node, scope)
@@ -266,7 +291,7 @@ class _Lineage:
 
     def _may_provide(self, src: exp.Table | Scope, name: str) -> bool:
         """A warehouse table, or a query with a * over one, may hold any column."""
-        if isinstance(src, exp.Table):
+        if isinstance(src, exp.Table) or name in _pivot_outputs(src) or "*" in _pivot_outputs(src):
             return True
         try:
             return name in output_names(src)
@@ -276,6 +301,15 @@ class _Lineage:
     def _from_source(
         self, src: exp.Table | Scope, column: str, fields: tuple[str, ...], ctx: _Ctx, via: str
     ) -> Iterator[_Flow]:
+        operators = pivots(src)
+        produced = _pivot_outputs(src)
+        if operators and (column in produced or "*" in produced):
+            # A PIVOT or UNPIVOT output carries the values of every column the operator reads.
+            for pivot in operators:
+                for name in sorted({c.name for c in pivot.find_all(exp.Column)} | _unpivot_names(pivot)):
+                    if name not in produced:
+                        yield from self._from_source(src, name, (), ctx, f"{via}, through {pivot.sql(DIALECT)}")
+            return
         if isinstance(src, exp.Table):
             yield _Flow(table_name(src), column, fields, via, ctx.day, ctx.sketch)
         elif isinstance(scope_for(src).expression, exp.Unnest):
@@ -300,6 +334,33 @@ class _Lineage:
             return
         for i in range(len(projections)):
             yield from self.output(src, i, (), ctx)
+
+
+def _unpivot_names(pivot: exp.Pivot) -> set[str]:
+    """Columns an UNPIVOT names in its IN list as bare identifiers (sqlglot keeps some as Identifier)."""
+    out: set[str] = set()
+    for field in pivot.args.get("fields") or []:
+        for item in field.expressions if isinstance(field, exp.In) else []:
+            for ident in item.find_all(exp.Identifier):
+                if not isinstance(ident.parent, (exp.Column, exp.PivotAlias)):
+                    out.add(ident.name)
+    return out
+
+
+def _pivot_outputs(src: exp.Table | Scope) -> set[str]:
+    """Names the source's PIVOT / UNPIVOT operators produce (value and name columns, pivoted cells)."""
+    out: set[str] = set()
+    for pivot in pivots(src):
+        if pivot.args.get("unpivot"):
+            for value in pivot.expressions:
+                out |= {i.name for i in value.find_all(exp.Identifier)}
+            for field in pivot.args.get("fields") or []:
+                if isinstance(field, exp.In) and isinstance(field.this, (exp.Identifier, exp.Column)):
+                    out.add(field.this.name)
+        else:
+            columns = pivot.args.get("columns") or []
+            out |= {c.name for c in columns} if columns else {"*"}  # "*": names unknown, any may be a cell
+    return out
 
 
 def check_lineage(root: Scope, rules: tuple[ForbiddenRule, ...]) -> list[Finding]:
@@ -335,6 +396,14 @@ def _flow_finding(output: str, flow: _Flow, rules: tuple[ForbiddenRule, ...]) ->
             RULE_FORBIDDEN_LINEAGE,
             f"output column {output} carries whole rows of {flow.table} (via {flow.via}), identifiers included.",
             "select only the reviewed columns, never a whole row",
+        )
+    if flow.fields and flow.fields[-1] == ANY_FIELD:
+        return Finding(
+            RULE_FORBIDDEN_LINEAGE,
+            f"output column {output} reads {flow.column} of {flow.table or 'the query'} as JSON at a path computed "
+            f"when the query runs, or as a whole document (via {flow.via}): any field of it could be published, "
+            "identifiers included.",
+            "read each field with a literal JSON path, e.g. JSON_VALUE(event_extra, '$.reason')",
         )
     rule = forbidden_rule(flow.leaf, rules)
     if rule is None:

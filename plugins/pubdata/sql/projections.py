@@ -106,6 +106,8 @@ def _expand_projections(scope: Scope, seen: frozenset[int], cache: dict[int, obj
             for _, src in star_sources(scope, select):
                 if not isinstance(src, Scope):
                     raise Unresolved(f"table {table_name(src)} ({select.sql(DIALECT)})")
+                if pivots(src):
+                    raise Unresolved(f"a PIVOT or UNPIVOT ({select.sql(DIALECT)})")
                 for name, _ in scope_projections(src, seen, cache):
                     if name in except_ or (name in using and name in taken):
                         continue
@@ -118,6 +120,14 @@ def _expand_projections(scope: Scope, seen: frozenset[int], cache: dict[int, obj
         else:
             out.append((None, select))
     return out
+
+
+def pivots(src: exp.Table | Scope) -> list[exp.Pivot]:
+    """The PIVOT / UNPIVOT operators applied to a FROM source (on the table, or on the subquery)."""
+    node: exp.Expr | None = src if isinstance(src, exp.Table) else scope_for(src).expression.parent
+    if isinstance(node, (exp.Table, exp.Subquery)):
+        return list(node.args.get("pivots") or [])
+    return []
 
 
 def output_names(scope: Scope) -> list[str | None]:
