@@ -28,6 +28,8 @@ class ForbiddenRule:
     patterns: tuple[re.Pattern[str], ...] = ()
     allowed_at_day_resolution: bool = False
     """True for time columns: once truncated to a day (or coarser) they are no longer forbidden."""
+    identifies: bool = False
+    """True for columns whose value names one person: a query may not even compare them with a value."""
 
     def matches(self, column: str) -> bool:
         name = column.lower()
@@ -41,6 +43,7 @@ def _rx(*patterns: str) -> tuple[re.Pattern[str], ...]:
 FORBIDDEN_COLUMNS: tuple[ForbiddenRule, ...] = (
     ForbiddenRule(
         name="client_identifier",
+        identifies=True,
         reason="a client, profile, device or user identifier singles out one person",
         fix="drop it, or reduce it to a count of distinct clients: COUNT(DISTINCT client_id) AS client_count",
         names=frozenset({"client_id", "profile_id", "device_id", "user_id", "uid"}),
@@ -51,6 +54,7 @@ FORBIDDEN_COLUMNS: tuple[ForbiddenRule, ...] = (
     ),
     ForbiddenRule(
         name="ip_address",
+        identifies=True,
         reason="an IP address identifies a network and often a person; geo dimensions are derived from it upstream",
         fix="drop it; publish the derived country (or a city over 15,000 inhabitants) instead",
         names=frozenset({"ip", "client_ip", "remote_addr", "ip_address", "x_forwarded_for"}),
@@ -62,6 +66,7 @@ FORBIDDEN_COLUMNS: tuple[ForbiddenRule, ...] = (
     ),
     ForbiddenRule(
         name="email",
+        identifies=True,
         reason="an email address identifies a person",
         fix="drop it",
         names=frozenset({"email"}),

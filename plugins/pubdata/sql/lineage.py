@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlglot import exp
-from sqlglot.optimizer.scope import Scope
+from sqlglot.optimizer.scope import Scope, find_all_in_scope
 
 from pubdata.policy.forbidden import ForbiddenRule, forbidden_rule
 from pubdata.sql.parse import DIALECT, Finding
@@ -208,6 +208,18 @@ class _Lineage:
     def walk(self, node: exp.Expr, scope: Scope, ctx: _Ctx, via: str) -> Iterator[_Flow]:
         """Warehouse columns whose values reach the result of expression `node`."""
         if isinstance(node, _COUNT_REDUCERS) or _hll(node) in _HLL_COUNTS:
+            # The values counted are reduced to a number; what decides whether a row is counted is not:
+            # COUNTIF(client_id = 'x') tells whether x is in the row.
+            for condition in _conditions(node):
+                yield from self.walk(condition, scope, ctx, via)
+            return
+        if isinstance(node, exp.Window):
+            # PARTITION BY chooses whose rows the window reads, not the value: SUM(v) OVER (PARTITION
+            # BY client_id) is one client's total. ORDER BY still ranks values, so it is followed.
+            yield from self.walk(node.this, scope, ctx, via)
+            order = node.args.get("order")
+            for key in order.expressions if order is not None else []:
+                yield from self.walk(key, scope, ctx, via)
             return
         if _hll(node) in _HLL_SKETCHES:
             ctx = _Ctx(day=ctx.day, sketch=True)
@@ -347,6 +359,24 @@ def _unpivot_names(pivot: exp.Pivot) -> set[str]:
     return out
 
 
+def _conditions(node: exp.Expr) -> Iterator[exp.Expr]:
+    """The outermost predicates inside a count (COUNTIF's condition, IF(condition, x, NULL))."""
+    stack = list(node.iter_expressions())
+    while stack:
+        current = stack.pop()
+        if _is_null_test(current):
+            continue  # whether a value is there tells nothing about which value it is
+        if isinstance(current, (exp.Predicate, exp.Connector, exp.Not)):
+            yield current
+            continue
+        stack.extend(current.iter_expressions())
+
+
+def _is_null_test(node: exp.Expr) -> bool:
+    inner = node.this if isinstance(node, exp.Not) else node
+    return isinstance(inner, exp.Is) and isinstance(inner.expression, exp.Null)
+
+
 def _pivot_outputs(src: exp.Table | Scope) -> set[str]:
     """Names the source's PIVOT / UNPIVOT operators produce (value and name columns, pivoted cells)."""
     out: set[str] = set()
@@ -365,13 +395,13 @@ def _pivot_outputs(src: exp.Table | Scope) -> set[str]:
 
 def check_lineage(root: Scope, rules: tuple[ForbiddenRule, ...]) -> list[Finding]:
     lineage = _Lineage()
+    findings = _identifier_tests(lineage, root, rules)
     try:
         names = output_names(root)
     except Unresolved:
         # The output-columns rule reports the *; still trace the projections before it.
         query = scope_for(root).expression
         names = [None] * len(getattr(query, "selects", None) or [])
-    findings: list[Finding] = []
     reported: set[tuple[str, str, bool]] = set()
     for i, name in enumerate(names):
         label = name if name is not None else f"#{i + 1}"
@@ -387,6 +417,74 @@ def check_lineage(root: Scope, rules: tuple[ForbiddenRule, ...]) -> list[Finding
             reported.add(key)
             findings.append(finding)
     return findings
+
+
+_COMPARISONS: tuple[type[exp.Expr], ...] = (
+    exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Like, exp.ILike,
+    exp.In, exp.Between, exp.RegexpLike, exp.StartsWith, exp.EndsWith, exp.Contains, exp.Glob, exp.SimilarTo,
+)
+
+
+def _compared(node: exp.Expr) -> list[exp.Expr]:
+    if isinstance(node, exp.In):
+        query = node.args.get("query")
+        unnest = node.args.get("unnest")
+        return [node.this, *node.expressions, *(q for q in (query, unnest) if q is not None)]
+    if isinstance(node, exp.Between):
+        return [node.this, node.args["low"], node.args["high"]]
+    return [v for v in (node.this, node.args.get("expression")) if isinstance(v, exp.Expr)]
+
+
+def _identifier_tests(lineage: _Lineage, root: Scope, rules: tuple[ForbiddenRule, ...]) -> list[Finding]:
+    """An identifier compared with a value picks out one person: COUNTIF(client_id = 'x'), HAVING
+    LOGICAL_OR(client_id = 'x'), a join that keeps one client's row, WHERE SUBSTR(client_id, 1, 1) = 'a'.
+    Identifiers may only be matched with identifiers of another relation (a join on client_id,
+    IN (SELECT client_id ...)) or tested for NULL."""
+    identifying = tuple(r for r in rules if r.identifies)
+    findings: list[Finding] = []
+    node: exp.Expr
+    for scope in root.traverse():
+        for node in find_all_in_scope(scope.expression, _COMPARISONS):  # type: ignore[arg-type]
+            sides = _compared(node)
+            reads = [_identifier_read(lineage, side, scope, identifying) for side in sides]
+            if not any(reads):
+                continue
+            if all(reads) and all(_bare(side) for side in sides):
+                continue  # a key equality between relations
+            path = next(r for r in reads if r)
+            findings.append(Finding(
+                RULE_FORBIDDEN_LINEAGE,
+                f"{_short(node)} compares {path} with a value: a condition on one person's identifier "
+                "publishes whether that person is in a row, or which row.",
+                "match identifiers only with the same identifier of another relation (a join on it, or "
+                "IN (SELECT client_id FROM ...)), or test them for NULL"))
+    return findings
+
+
+def _identifier_read(lineage: _Lineage, side: exp.Expr, scope: Scope, rules: tuple[ForbiddenRule, ...]) -> str | None:
+    for flow in lineage.walk(side, scope, _Ctx(), side.sql(DIALECT)):
+        if forbidden_rule(flow.leaf, rules):
+            return flow.path
+    return None
+
+
+def _bare(side: exp.Expr) -> bool:
+    """A column as it is, or a subquery selecting one (IN (SELECT client_id FROM ...))."""
+    if isinstance(side, exp.Column):
+        return True
+    query = side.this if isinstance(side, exp.Subquery) else side
+    if isinstance(query, exp.Select):
+        return len(query.selects) == 1 and isinstance(query.selects[0].unalias(), exp.Column)
+    return False
+
+
+def _short(node: exp.Expr, limit: int = 70) -> str:
+    text = " ".join(node.sql(DIALECT).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reason(finding: Finding) -> str:
+    return finding.message.split("): ", 1)[-1]
 
 
 def _flow_finding(output: str, flow: _Flow, rules: tuple[ForbiddenRule, ...]) -> Finding | None:

@@ -22,7 +22,7 @@ from sqlglot.optimizer.scope import Scope, build_scope, find_all_in_scope
 
 from pubdata.declarations.spec import DeclarationFile
 from pubdata.sql.parse import DIALECT, Finding
-from pubdata.sql.projections import Unresolved, is_star, scope_for, scope_projections, star_sources
+from pubdata.sql.projections import Unresolved, is_star, scope_for, scope_projections, star_modifiers, star_sources
 
 RULE_AGGREGATION = "aggregation"
 RULE_PRIVACY_UNIT = "privacy_unit"
@@ -200,7 +200,8 @@ def _wrapper_problem(scope: Scope) -> str | None:
         return "joins or reads several relations"
     if any(isinstance(s, exp.Unnest) for _, (s, _) in scope.selected_sources.items()):
         return "reads an UNNEST"
-    if any(True for _ in find_all_in_scope(node, exp.Subquery)) or scope.subquery_scopes:
+    expressions = [q for q in find_all_in_scope(node, exp.Subquery) if not isinstance(q.parent, (exp.From, exp.Join))]
+    if expressions or scope.subquery_scopes:
         return "uses a subquery expression, which can read rows the published groups do not count"
     return None
 
@@ -324,7 +325,7 @@ class _Target:
                           "publish a sum, count or average instead, or have a data steward sign off on it "
                           "(review.steward), who sees it in `pubdata review`")
             return
-        name = agg.sql_name().upper() if isinstance(agg, exp.Func) else type(agg).__name__
+        name = agg.sql(DIALECT).split("(", 1)[0].upper()
         self.fail(RULE_AGGREGATES, f"published column {column} uses {name} ({_short(agg)}), which does not reduce "
                   "the group's clients to one value (it keeps, packs or picks individual values).",
                   f"use one of {', '.join(sorted(set(ALLOWED_AGGREGATES.values())))} (ratios of them are fine)")
@@ -429,9 +430,11 @@ def _trace_plain(scope: Scope, column: str, _depth: int = 0) -> list[tuple[str, 
         return out
     if not isinstance(node, exp.Select):
         raise _NotPlain(f"{column} comes from a {node.key} (an UNNEST has no {column} of its own)")
-    projection = next((p for p in node.selects if not is_star(p) and p.alias_or_name == column), None)
+    projection = _projection(scope, column)
     if projection is None:
         for star in (p for p in node.selects if is_star(p)):
+            if column in star_modifiers(star)[0]:
+                continue
             for _, source in star_sources(scope, star):
                 if isinstance(source, exp.Table):
                     return [(_table_name(source), column)]
@@ -449,6 +452,9 @@ def _trace_plain(scope: Scope, column: str, _depth: int = 0) -> list[tuple[str, 
     else:
         candidates = [(a, s) for a, (_, s) in sources.items()
                       if isinstance(s, exp.Table) or inner.name in _names(_unwrap(s))]
+        using = {c.name for j in node.args.get("joins") or [] for c in j.args.get("using") or []}
+        if len(candidates) > 1 and inner.name in using:
+            candidates = candidates[:1]  # JOIN ... USING (col): one column, equal on both sides
         if len(candidates) != 1:
             raise _NotPlain(f"{column} is ambiguous between {', '.join(a for a, _ in candidates) or 'no relation'}: "
                             "qualify it")
@@ -458,6 +464,32 @@ def _trace_plain(scope: Scope, column: str, _depth: int = 0) -> list[tuple[str, 
     if isinstance(_unwrap(source).expression, exp.Unnest):
         raise _NotPlain(f"{column} comes from an UNNEST")
     return _trace_plain(source, inner.name, _depth + 1)
+
+
+def _projection(scope: Scope, name: str) -> exp.Expr | None:
+    """The expression a SELECT gives output `name`: a projection, or a * REPLACE (expr AS name)."""
+    node = scope.expression
+    assert isinstance(node, exp.Select)
+    found = next((p for p in node.selects if not is_star(p) and p.alias_or_name == name), None)
+    if found is not None:
+        return found
+    for star in (p for p in node.selects if is_star(p)):
+        replaced = star_modifiers(star)[1].get(name)
+        if replaced is not None:
+            return exp.alias_(replaced.copy(), name)
+    return None
+
+
+def _provides(source: exp.Table | Scope, name: str) -> bool:
+    """Whether a source may output `name`: a table may hold any column, a * over one may pass it on."""
+    if isinstance(source, exp.Table):
+        return True
+    scope = _unwrap(source)
+    try:
+        return name in [n for n, _ in scope_projections(scope)]
+    except Unresolved:
+        selects = getattr(scope.expression, "selects", [])
+        return any(is_star(p) or p.alias_or_name == name for p in selects)
 
 
 def _names(scope: Scope) -> list[str | None]:
@@ -479,6 +511,7 @@ class _Provenance:
     def __init__(self, unit: str, findings: list[Finding]):
         self.unit, self.findings = unit, findings
         self.seen: set[tuple[int, str]] = set()
+        self.joined: set[int] = set()
         self.reported = False
 
     def check_target(self, target: Target) -> None:
@@ -500,8 +533,7 @@ class _Provenance:
         if col.table and col.table in sources:
             candidates = [sources[col.table][1]]
         else:
-            candidates = [s for _, (_, s) in sources.items() if isinstance(s, Scope)
-                          and col.name in _names(_unwrap(s))]
+            candidates = [s for _, (_, s) in sources.items() if isinstance(s, Scope) and _provides(s, col.name)]
         for source in candidates:
             if isinstance(source, Scope):
                 self.output(source, col.name)
@@ -519,22 +551,53 @@ class _Provenance:
             return
         if not isinstance(node, exp.Select):
             return
-        projection = next((p for p in node.selects if not is_star(p) and p.alias_or_name == name), None)
+        self.joins(scope)
+        projection = _projection(scope, name)
         if projection is None:
             for star in (p for p in node.selects if is_star(p)):
+                if name in star_modifiers(star)[0]:
+                    continue
                 for _, source in star_sources(scope, star):
                     if isinstance(source, Scope):
                         self.output(source, name)
             return
         self.expression(scope, projection.unalias(), name)
 
+    def joins(self, scope: Scope) -> None:
+        """A join that feeds published rows must keep each client's values with that client: row-level
+        relations are joined on the unit, so no row carries another client's values under its unit."""
+        if id(scope) in self.joined or len(scope.selected_sources) < 2:
+            return
+        self.joined.add(id(scope))
+        unit_alias = _unit_alias(scope, self.unit)
+        node = scope.expression
+        assert isinstance(node, exp.Select)
+        for alias, (source_node, source) in scope.selected_sources.items():
+            if alias == unit_alias or not _row_level(source_node, source, self.unit):
+                continue
+            if unit_alias is not None and _joined_on_unit(node, unit_alias, alias, self.unit):
+                continue
+            self.findings.append(Finding(
+                RULE_PRIVACY_UNIT,
+                f"{_scope_name(scope)} joins {alias} " + (f"to {unit_alias} " if unit_alias else "")
+                + f"without matching {self.unit}: its rows would carry other clients' values under the "
+                "clients the pipeline counts, so a published row could describe a client it does not count.",
+                f"join row-level relations on {self.unit} (ON a.{self.unit} = b.{self.unit} or USING "
+                f"({self.unit})); filter by another relation with WHERE ... IN (SELECT ...) instead of a join"))
+            self.reported = True
+            return
+
     def expression(self, scope: Scope, node: exp.Expr, name: str) -> None:
         per_unit = _grouped_by_unit(scope, self.unit)
         values = list(_value_nodes(node))
+        # An aggregate inside a window partitioned by the unit is per client, like GROUP BY the unit.
+        per_client = {id(n) for v in values if isinstance(v, exp.Window) and _partitioned_by_unit(v, self.unit)
+                      for n in v.this.walk()}
         for value in values:
+            if id(value) in per_client:
+                continue
             if isinstance(value, exp.Window):
-                partition = value.args.get("partition_by") or []
-                if not any(_mentions_unit(p, self.unit, None) for p in partition):
+                if not _partitioned_by_unit(value, self.unit):
                     self.fail(f"column {name} of {_scope_name(scope)} is a window over many clients "
                               f"({_short(value)}), and it reaches a published row.")
                     return
@@ -579,6 +642,75 @@ def _reads_no_rows(subquery: exp.Subquery) -> bool:
     """A subquery over lists of constants only (UNNEST of a parameter or literal array): no table, no CTE."""
     return not any(True for _ in subquery.find_all(exp.Table)) and all(
         not any(isinstance(n, exp.Column) for n in u.walk()) for u in subquery.find_all(exp.Unnest))
+
+
+def _partitioned_by_unit(window: exp.Window, unit: str) -> bool:
+    return any(isinstance(p, exp.Column) and p.name == unit for p in window.args.get("partition_by") or [])
+
+
+def _unit_alias(scope: Scope, unit: str) -> str | None:
+    """The source the scope's output `unit` comes from, when it is a bare column of one source."""
+    projection = _projection(scope, unit)
+    sources = scope.selected_sources
+    if projection is None:
+        for star in (p for p in getattr(scope.expression, "selects", []) if is_star(p)):
+            providers = [a for a, src in star_sources(scope, star)
+                         if isinstance(src, exp.Table) or unit in _names(_unwrap(src))]
+            if len(providers) == 1:
+                return providers[0]
+        return None
+    inner = projection.unalias()
+    if not isinstance(inner, exp.Column):
+        return None
+    if inner.table:
+        return inner.table if inner.table in sources else None
+    providers = [a for a, (_, s) in sources.items() if isinstance(s, exp.Table) or unit in _names(_unwrap(s))]
+    using = {c.name for j in scope.expression.args.get("joins") or [] for c in j.args.get("using") or []}
+    if len(providers) > 1 and unit in using:
+        return providers[0]  # JOIN ... USING (unit): the same value on both sides
+    return providers[0] if len(providers) == 1 else None
+
+
+def _row_level(node: exp.Expr, source: exp.Table | Scope, unit: str) -> bool:
+    """Whether a joined source holds rows of clients: a table, or a query not aggregated to groups
+    without the unit. An UNNEST (of the row's own array, or of constants) adds no other client."""
+    if isinstance(node, exp.Unnest) or isinstance(source, Scope) and isinstance(_unwrap(source).expression, exp.Unnest):
+        return False
+    if isinstance(source, exp.Table):
+        return True
+    inner = _unwrap(source)
+    if isinstance(inner.expression, exp.Select) and _is_aggregating(inner):
+        return _grouped_by_unit(inner, unit)  # per-client aggregates are rows of clients; other groups are not
+    return True
+
+
+def _conjuncts(node: exp.Expr | None) -> Iterator[exp.Expr]:
+    if node is None:
+        return
+    if isinstance(node, exp.And):
+        yield from _conjuncts(node.this)
+        yield from _conjuncts(node.expression)
+    elif isinstance(node, exp.Paren):
+        yield from _conjuncts(node.this)
+    else:
+        yield node
+
+
+def _joined_on_unit(select: exp.Select, left: str, right: str, unit: str) -> bool:
+    """ON / USING / WHERE has left.unit = right.unit as a conjunct."""
+    conditions: list[exp.Expr] = []
+    for join in select.args.get("joins") or []:
+        if any(c.name == unit for c in join.args.get("using") or []) and join.alias_or_name == right:
+            return True
+        conditions += list(_conjuncts(join.args.get("on")))
+    where = select.args.get("where")
+    conditions += list(_conjuncts(where.this if where is not None else None))
+    for condition in conditions:
+        if isinstance(condition, exp.EQ) and all(isinstance(side, exp.Column) and side.name == unit
+                                                 for side in (condition.this, condition.expression)):
+            if {condition.this.table, condition.expression.table} == {left, right}:
+                return True
+    return False
 
 
 def _grouped_by_unit(scope: Scope, unit: str) -> bool:
