@@ -597,3 +597,33 @@ def test_gx_batch_is_a_query_asset_over_the_partition(fake, wh, tmp_path, monkey
     assert {(r.method, r.path) for r in fake.requests[requests_before:]} == {
         ("GET", f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1")
     }
+
+
+def test_a_stage_plan_is_one_bigquery_statement_and_its_side_table_reads_the_staged_partition(fake, wh):
+    """The statement DuckDB transpiles (tests/sql/test_rewrite.py) is the one BigQuery runs, as it is:
+    the same HAVING on the warehouse's count, the roll-up's valid countries as an ARRAY<STRING> parameter;
+    when rows overlap, the differencing query runs over the staged partition into a side table."""
+    from pubdata.declarations.spec import DeclarationFile
+    from pubdata.sql.rewrite import plan
+    from pubdata.warehouses.base import DIFFERENCING, STAGED
+    from tests.support.staging import declaration
+
+    spec = DeclarationFile.model_validate(declaration(rollup=True))
+    query = ("SELECT @submission_date AS submission_date, country, os, locale, normalized_channel, "
+             "SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count "
+             "FROM `moz-fx-data-shared-prod.telemetry.clients_daily` WHERE submission_date = @submission_date "
+             "GROUP BY country, os, locale, normalized_channel")
+    stage_plan = plan(query, spec)
+    fake.add_result("WHERE NOT _pubdata_disjoint", [("f0_", "INTEGER")], [(2,)])  # some client in two rows
+    staged = wh.stage(DATASET_ID, stage_plan, {"submission_date": DAY}, DAY, partition_field="submission_date")
+
+    inserts = fake.job_inserts()
+    dry, real, side = inserts[0]["configuration"], inserts[1]["configuration"], inserts[2]["configuration"]
+    assert dry["query"]["query"] == real["query"]["query"] == stage_plan.query
+    params = {p["name"]: p for p in real["query"]["queryParameters"]}
+    assert params["_pubdata_valid_country"]["parameterType"] == {"type": "ARRAY", "arrayType": {"type": "STRING"}}
+    assert {"value": "DE"} in params["_pubdata_valid_country"]["parameterValue"]["arrayValues"]
+    assert side["query"]["destinationTable"]["tableId"] == wh.side(staged, DIFFERENCING).table
+    text = side["query"]["query"]
+    assert f"FROM (SELECT * FROM `{TABLE}` WHERE `submission_date` = CAST('2026-11-01' AS DATE)) AS {STAGED}" in text
+    assert side["labels"]["pubdata_step"] == DIFFERENCING

@@ -9,7 +9,8 @@ BigQuery's SELECT WITH AGGREGATION_THRESHOLD (which is a HAVING on COUNT(DISTINC
 as plain SQL so both engines run the same statement.
 
 The differencing side query finds published rows whose clients are a subset of another row's,
-differing by fewer clients than the minimum: publishing both would reveal the difference. Clients
+differing by fewer clients than the minimum: publishing both would reveal the difference; and
+rows that, less all the rows nested in them (a total less its published cells), leave fewer. Clients
 in one row only cannot make a row a subset of another, so only clients in several rows are
 compared, grouped by the set of rows they are in; DIFFERENCING_MAX_WORK caps the pairs examined.
 Everything is generated as BigQuery SQL, which the embedded engine transpiles like the query.
@@ -61,6 +62,8 @@ def plan(sql: str, spec: DeclarationFile) -> StagePlan:
     if not enforces_minimum(spec):
         return StagePlan(sql)
     analysis = _checked(sql, spec)
+    assert analysis.shape is not None
+    _attributed_rows_only(analysis.shape, spec.policy.privacy_unit)
     params: dict[str, list[str]] = {}
     if spec.policy.rollup is not None:
         assert analysis.statement is not None and analysis.shape is not None
@@ -76,6 +79,15 @@ def plan(sql: str, spec: DeclarationFile) -> StagePlan:
         return dataclasses.replace(_Planner(analysis.statement, analysis.shape, spec).plan(), params=params)
     finally:
         PROJECTIONS.reset(token)
+
+
+def _attributed_rows_only(shape: Shape, unit: str) -> None:
+    """Aggregate only rows that have a unit: a row without one (a NULL client_id, the far side of an
+    outer join) would add its values to a published row without being counted in it, and two rows
+    that differ by it would look identical to the differencing check."""
+    for target in shape.targets:
+        column = exp.column(unit, table=target.source or None)
+        target.select.where(exp.Not(this=exp.Is(this=column, expression=exp.Null())), copy=False)
 
 
 def _checked(sql: str, spec: DeclarationFile, what: str = "the reviewed query") -> QueryAnalysis:
@@ -207,9 +219,12 @@ def differencing_sql(rows: list[str], keys: list[int], k: int, work_cap: int) ->
     `rows` are per target: (b, k0, k1, ..., unit) for the input rows of every group, `keys` the
     number of k columns of each. Only clients in two published rows or more are compared, grouped
     by the set of rows they are in. Output rows: kind
-    'nested' (row_a is a subset of row_b: units_a, units_b, difference) and one 'summary'
-    (units_a = clients in several published rows, units_b = distinct sets of rows, difference =
-    pairs examined; over work_cap nothing is compared, and validation fails as too large to check).
+    'nested' (row_a is a subset of row_b and has 1 to k-1 fewer clients: units_a, units_b,
+    difference); 'rest' (row_b minus every row nested in it leaves 1 to k-1 clients: the cells of
+    a total published beside the total, with one cell withheld; units_a = clients covered); and one
+    'summary' (units_a = clients in several published rows, units_b = distinct sets of rows,
+    difference = pairs examined; over work_cap nothing is compared, and validation fails as too
+    large to check).
     """
     parts = [f"_pubdata_rows_{i} AS ({sql})" for i, sql in enumerate(rows)]
     per_target = []
@@ -241,13 +256,30 @@ _pubdata_pairs AS (
   SELECT a AS gid_a, b AS gid_b, SUM(p.w) AS shared
   FROM _pubdata_patterns AS p, UNNEST(p.rows_of) AS a, UNNEST(p.rows_of) AS b
   WHERE a <> b AND (SELECT work FROM _pubdata_work) <= {int(work_cap)}
-  GROUP BY a, b)
+  GROUP BY a, b),
+_pubdata_nested AS (
+  SELECT q.gid_a, q.gid_b FROM _pubdata_pairs AS q
+  JOIN _pubdata_ids AS pa ON pa.gid = q.gid_a JOIN _pubdata_ids AS pb ON pb.gid = q.gid_b
+  WHERE q.shared = pa.units AND pb.units > pa.units),
+_pubdata_covered AS (
+  SELECT c.gid_b, SUM(c.w) AS covered FROM (
+    SELECT DISTINCT p.pattern, p.w, b AS gid_b
+    FROM _pubdata_patterns AS p, UNNEST(p.rows_of) AS a, UNNEST(p.rows_of) AS b
+    JOIN _pubdata_nested AS n ON n.gid_a = a AND n.gid_b = b
+    WHERE (SELECT work FROM _pubdata_work) <= {int(work_cap)}) AS c
+  GROUP BY c.gid_b)
 SELECT 'nested' AS kind, pa.row_key AS row_a, pb.row_key AS row_b, pa.units AS units_a, pb.units AS units_b,
        pb.units - pa.units AS difference
-FROM _pubdata_pairs AS q
+FROM _pubdata_nested AS q
 JOIN _pubdata_ids AS pa ON pa.gid = q.gid_a
 JOIN _pubdata_ids AS pb ON pb.gid = q.gid_b
-WHERE q.shared = pa.units AND pb.units - pa.units BETWEEN 1 AND {int(k) - 1}
+WHERE pb.units - pa.units < {int(k)}
+UNION ALL
+SELECT 'rest' AS kind, CAST(NULL AS STRING) AS row_a, pb.row_key AS row_b, c.covered AS units_a, pb.units AS units_b,
+       pb.units - c.covered AS difference
+FROM _pubdata_covered AS c
+JOIN _pubdata_ids AS pb ON pb.gid = c.gid_b
+WHERE pb.units - c.covered BETWEEN 1 AND {int(k) - 1}
 UNION ALL
 SELECT 'summary' AS kind, CAST(NULL AS STRING) AS row_a, CAST(NULL AS STRING) AS row_b,
        shared_units AS units_a, patterns AS units_b, work AS difference

@@ -59,7 +59,8 @@ class _Rollup:
 
     def rewrite(self) -> dict[str, list[str]]:
         select = self.target.select
-        keys = resolved_keys(select)
+        # A constant key (GROUP BY @submission_date) is the same in every cell: it stays a constant.
+        keys = [k for k in resolved_keys(select) if any(isinstance(n, exp.Column) for n in k.walk())]
         index = {k.sql(DIALECT): i for i, k in enumerate(keys)}
         outputs: list[exp.Expr] = []
         dims: dict[str, int] = {}
@@ -137,7 +138,7 @@ class _Rollup:
             return exp.func("SAFE_DIVIDE", exp.Sum(this=total), exp.Sum(this=count))
         if isinstance(agg, (exp.Min, exp.Max)):
             return type(agg)(this=self._partial(agg.copy()))
-        name = agg.sql_name().upper() if isinstance(agg, exp.Func) else agg.sql(DIALECT)
+        name = agg.sql(DIALECT).split("(", 1)[0].upper()
         raise self.refuse(f"{name} cannot be re-aggregated from (group, client) pairs; use SUM, COUNT, COUNTIF, "
                           f"AVG, MIN, MAX or COUNT(DISTINCT {self.unit}) (also IF(condition, {self.unit}, NULL)), or "
                           "write the grouping into Other yourself")
