@@ -1,9 +1,12 @@
-"""End-to-end publish of the level-2 example, beside the same SQL plus COPY run directly in DuckDB.
+"""End-to-end publish of the level-2 example, beside the same rows made by plain SQL plus COPY in DuckDB.
 
 Ours: tasks.stage -> validate -> export -> publish, the functions the DAG's tasks call, in one
-fresh process (imports included, as each Airflow task pays them). The limit: the same transpiled
-query with the same bound parameters into a DuckDB table, then COPY of that table, in the same
-order, to a JSON file: what DuckDB itself needs to produce the public file. Both read the same
+fresh process (imports included, as each Airflow task pays them): the warehouse's count of the
+clients of every row, the roll-up into Other, the differencing and agreement checks included.
+The limit: the example's grouping into Other written by hand (bench/queries, the example's query
+before policy.rollup; it gives the same rows, tests/sql/test_rewrite.py) with the same bound
+parameters into a DuckDB table, then COPY of that table, in the same order, to a JSON file: what
+DuckDB itself needs to produce the public file with no enforcement at all. Both read the same
 source file, page cache warmed first; they run interleaved so the load on the machine hits both.
 """
 
@@ -19,7 +22,11 @@ from typing import Any
 from bench import child, sources
 from bench.report import Row
 
-TARGET_RATIO_AT_50M = 1.5
+BEFORE_ENFORCEMENT_AT_50M = 1.19
+"""The 50M ratio before the warehouse counted clients itself (bench/RESULTS.md, that release)."""
+TARGET_RATIO_AT_50M = round(1.3 * BEFORE_ENFORCEMENT_AT_50M, 2)
+"""Enforcement may cost at most 30% over the publish time before it: 1.55x the same baseline."""
+HAND_WRITTEN = Path(__file__).resolve().parent / "queries" / "page_loads_by_country_hand_written.sql"
 
 
 def pipeline_child(dataset_id: str, day: str) -> dict[str, Any]:
@@ -101,7 +108,8 @@ def measure(scale: int, repeats: int, work: Path, log=print) -> dict[str, Any]:
             project = sources.copy_project(run_dir / "project")
             log(f"  {scale:,} rows, run {i + 1}/{repeats}: direct DuckDB ...")
             direct.append(child.run("bench.publish:direct_child", source=str(warehouse), workdir=str(run_dir / "direct"),
-                                    query=decl.query, params=params, order_by=decl.spec.policy.columns))
+                                    query=HAND_WRITTEN.read_text(encoding="utf-8"), params=params,
+                                    order_by=decl.spec.policy.columns))
             log(f"  {scale:,} rows, run {i + 1}/{repeats}: pipeline ...")
             ours.append(child.run("bench.publish:pipeline_child",
                                   env=sources.pubdata_env(project, run_dir / "home", warehouse),
@@ -125,7 +133,8 @@ def run(scales: tuple[int, ...], repeats: dict[int, int], work: Path, log=print)
             target, ok = f"<= {TARGET_RATIO_AT_50M:g}x", ours["seconds"] / direct["seconds"] <= TARGET_RATIO_AT_50M
         steps = ", ".join(f"{k} {v:.1f}" for k, v in ours["steps"].items())
         dsteps = ", ".join(f"{k} {v:.1f}" for k, v in direct["steps"].items())
-        rows.append(Row("publish", f"{scale:,} source rows", ours["seconds"], "s", direct["seconds"], "SQL+COPY in DuckDB",
+        rows.append(Row("publish", f"{scale:,} source rows", ours["seconds"], "s", direct["seconds"],
+                        "hand-written SQL+COPY in DuckDB",
                         target, ok, f"{ours['rows']} rows out; pipeline s: {steps}; DuckDB s: {dsteps}; "
                         f"best of {repeats.get(scale, 1)}; load {before:.1f}->{load_average()[0]:.1f}",
                         detail=r))

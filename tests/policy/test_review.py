@@ -82,3 +82,20 @@ def test_cli_unknown_dataset(project):
     result = CliRunner().invoke(app, ["review", f"{DS}.no_such_table_v1"])
     assert result.exit_code == 2
     assert "unknown dataset telemetry_public.no_such_table_v1" in result.output
+
+
+def test_the_review_shows_what_the_pipeline_enforces(project):
+    text = review(project, f"{DS}.page_loads_by_country_v1")
+    assert "### What the pipeline enforces" in text
+    assert "The query's shape allows aggregation level 2 at the lowest (declared: 2)." in text
+    assert "Every published row counts at least 5,000 distinct `client_id` values, counted by the warehouse" in text
+    assert "in this order: locale, normalized_channel → os → country" in text
+    assert "<summary>rolled-up query</summary>" in text and "_pubdata_cells AS (" in text
+
+
+def test_max_is_on_the_stewards_checklist(project):
+    sql = (project / "sql" / DS / "search_counts_by_country_v1.sql").read_text()
+    ds = derive(project, "search_counts_by_country_v1", "search_max_v1",
+                sql=sql.replace("SUM(search_count)", "MAX(search_count)", 1))
+    text = review(project, ds)
+    assert "- [ ] Metric search_count is the smallest or largest value of its row (MIN/MAX)" in text

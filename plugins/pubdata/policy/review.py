@@ -62,6 +62,53 @@ def _columns(decl: Declaration) -> list[str]:
     return rows
 
 
+def _enforcement(decl: Declaration) -> list[str]:
+    """What the pipeline computes itself for this dataset: the reviewer reads what will run."""
+    from pubdata.errors import PolicyRefused
+    from pubdata.sql.rewrite import enforces_minimum, rolled_up
+    from pubdata.sql.rules import analyze_query
+
+    policy = decl.spec.policy
+    shape = analyze_query(decl.query, decl.spec).shape
+    out = ["", "### What the pipeline enforces", ""]
+    if shape is not None and shape.level is not None:
+        out.append(f"- The query's shape allows aggregation level {shape.level} at the lowest "
+                   f"(declared: {policy.aggregation_level}).")
+    if not enforces_minimum(decl.spec):
+        out.append("- No minimum bucket: the dataset is not at aggregation level 2.")
+        return out
+    out.append(f"- Every published row counts at least {policy.min_bucket_size:,} distinct `{policy.privacy_unit}` "
+               "values, counted by the warehouse; rows under it are dropped there, and validation fails when "
+               f"`{policy.bucket_column}` disagrees with the count or rows differ by fewer clients than the minimum.")
+    if policy.rollup is not None:
+        steps = " → ".join(", ".join([s] if isinstance(s, str) else s) for s in policy.rollup.steps)
+        out.append(f"- Rare combinations are grouped into `{policy.other_label}` by the pipeline, in this order: "
+                   f"{steps}. The query as stage runs it:")
+        try:
+            text = rolled_up(decl.query, decl.spec)
+        except PolicyRefused as exc:
+            text = f"-- not rolled up: {exc}"
+        out += ["", "<details><summary>rolled-up query</summary>", "", "```sql", text, "```", "", "</details>"]
+    return out
+
+
+def _extreme_values(decl: Declaration) -> list[str]:
+    """MIN and MAX publish one client's value: the steward signs off on each such metric."""
+    from pubdata.sql.rules import analyze_query
+    from pubdata.sql.shape import STEWARD_AGGREGATES, aggregates_in
+
+    shape = analyze_query(decl.query, decl.spec).shape
+    items = []
+    for target in shape.targets if shape is not None else []:
+        for projection in target.select.selects:
+            if any(type(a) in STEWARD_AGGREGATES for a in aggregates_in(projection.unalias())):
+                item = (f"Metric {projection.alias_or_name} is the smallest or largest value of its row "
+                        "(MIN/MAX): one client's value; confirm it is safe to publish")
+                if item not in items:
+                    items.append(item)
+    return items
+
+
 def review_markdown(decl: Declaration, project: Path) -> str:
     """The review request for one declaration, as Markdown text."""
     spec = decl.spec
@@ -101,7 +148,8 @@ def review_markdown(decl: Declaration, project: Path) -> str:
             "Passed: the query parses, produces exactly the declared columns, derives none of them from an "
             "identifier or another forbidden field, and gives the same result on every run for a date."
         )
-    checklist = steward_checklist(spec)
+    out += _enforcement(decl)
+    checklist = steward_checklist(spec) + _extreme_values(decl)
     out += ["", "### What the data steward must check", ""]
     if v.status == "refused":
         out.append("Nothing yet: the policy refuses this declaration whatever the review says; change it first.")
