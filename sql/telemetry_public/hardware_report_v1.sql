@@ -7,6 +7,9 @@
 --   2. (os, hardware, bucket) cells with enough clients are published as they are;
 --   3. the remaining clients of an (os, hardware) pair form its "Other" bucket,
 -- and an "Other" bucket that still falls short of the minimum is dropped, never published.
+-- An (os, hardware) whose only row is "Other" is that os's total: it is not published, since it
+-- would contain the os's rows of the other hardware, and their difference could count fewer
+-- clients than the minimum (the pipeline's differencing check refuses such a table).
 -- `share` is the row's part of the published rows of its (os, hardware): it is computed from
 -- published cells only, so it cannot reveal the size of a dropped bucket.
 WITH clients AS (
@@ -77,6 +80,13 @@ published AS (
     os, hardware, bucket
   HAVING
     COUNT(DISTINCT client_id) >= @min_bucket_size
+),
+kept AS (
+  SELECT
+    *,
+    COUNT(*) OVER (PARTITION BY os, hardware) AS rows_of_hardware
+  FROM
+    published
 )
 SELECT
   @submission_date AS submission_date,
@@ -86,4 +96,6 @@ SELECT
   ROUND(client_count / SUM(client_count) OVER (PARTITION BY os, hardware), 4) AS share,
   client_count
 FROM
-  published
+  kept
+WHERE
+  NOT (bucket = 'Other' AND rows_of_hardware = 1)
