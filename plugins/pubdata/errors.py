@@ -40,6 +40,15 @@ class DeclarationInvalid(DataError):
         self.problems = problems
 
 
+class FileRefused(DataError):
+    """A committed file is not safe to read (not UTF-8, too large, not a regular file, a YAML alias
+    bomb); callers name the file. `line` is where the problem is, when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
 class PolicyRefused(DataError):
     """The publishing policy does not allow this dataset to be published as declared."""
 

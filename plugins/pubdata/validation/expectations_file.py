@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from pubdata.declarations import Declaration
-from pubdata.errors import ExpectationsFileError
+from pubdata.declarations.untrusted import clip, compose_yaml, read_text, shorten
+from pubdata.errors import ExpectationsFileError, FileRefused
 from pubdata.validation.expectations import build_expectation
 from pubdata.validation.expectations.row_count_band import DEFAULT_ROW_COUNT_BAND, RowCountBand
 from pubdata.validation.expectations.totals import MARKER_RE, Total, totals_expectation
@@ -65,8 +66,10 @@ class _Reader:
             line = self.lines.get(where[:n])
             if line is not None:
                 break
-        label = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(where))
-        return ExpectationsFileError(f"{self.path}:{line or 1}: {label or 'file'}: {message}")
+        label = "".join(f"[{p}]" if isinstance(p, int) else (f".{clip(str(p), 40)}" if i else clip(str(p), 40))
+                        for i, p in enumerate(where))
+        # Values from the file are echoed through shorten(); the whole message is bounded too.
+        return ExpectationsFileError(f"{self.path}:{line or 1}: {label or 'file'}: {clip(message, 500)}")
 
 
 def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectations:
@@ -75,18 +78,16 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
     if path is None:
         return DatasetExpectations()
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    loader = yaml.SafeLoader(text)
     try:  # one parse: the node tree gives the line numbers, the same tree the values
-        node = loader.get_single_node()
-        raw = (loader.construct_document(node) if node is not None else None) or {}
+        value, node = compose_yaml(read_text(path), yaml.SafeLoader)
+        raw = value or {}
         lines = _lines(node)
+    except FileRefused as exc:
+        raise ExpectationsFileError(f"{path}:{exc.line or 1}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ExpectationsFileError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML: "
-                                    f"{getattr(exc, 'problem', None) or exc}") from None
-    finally:
-        loader.dispose()
+                                    f"{clip(str(getattr(exc, 'problem', None) or exc), 200)}") from None
     r = _Reader(path, lines)
     if not isinstance(raw, dict) or set(raw) - set(TOP_KEYS):
         extra = sorted(set(raw) - set(TOP_KEYS)) if isinstance(raw, dict) else []
@@ -115,7 +116,7 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
 def _severity(r: _Reader, where: tuple, item: dict, default: str = "fail") -> str:
     severity = item.get("severity", default)
     if severity not in SEVERITIES:
-        raise r.fail(where + ("severity",), f"{severity!r} is not one of {', '.join(SEVERITIES)}")
+        raise r.fail(where + ("severity",), f"{shorten(severity)} is not one of {', '.join(SEVERITIES)}")
     return severity
 
 
@@ -138,7 +139,7 @@ def _expectation(r: _Reader, where: tuple, item: Any) -> ExpectationSpec:
         name = _camel(str(item["expectation"]))
         if getattr(gx.expectations, name, None) is None:
             raise r.fail(where + ("expectation",),
-                         f"{item['expectation']!r} is not a Great Expectations 1.x expectation")
+                         f"{shorten(item['expectation'])} is not a Great Expectations 1.x expectation")
         kwargs = item.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise r.fail(where + ("kwargs",), "expected a mapping of argument names to values")
@@ -190,13 +191,13 @@ def _total_fields(r: _Reader, where: tuple, item: Any) -> tuple[str, str, list[s
             raise r.fail(where, f"`{key}:` is required")
     value = str(item["value"])
     if not MARKER_RE.match(value):
-        raise r.fail(where + ("value",), f"{value!r}: use letters, digits, spaces, '_', '.', '-' (at most 64)")
+        raise r.fail(where + ("value",), f"{shorten(value)}: use letters, digits, spaces, '_', '.', '-' (at most 64)")
     metrics = item["metrics"]
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise r.fail(where + ("metrics",), "expected a non-empty list of metric names")
     tolerance = item.get("tolerance", 0)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-        raise r.fail(where + ("tolerance",), f"{tolerance!r} is not a number >= 0")
+        raise r.fail(where + ("tolerance",), f"{shorten(tolerance)} is not a number >= 0")
     return str(item["dimension"]), value, metrics, float(tolerance), _severity(r, where, item)
 
 
@@ -204,13 +205,13 @@ def _total(r: _Reader, where: tuple, item: Any, decl: Declaration) -> Total:
     dimension, value, metrics, tolerance, severity = _total_fields(r, where, item)
     p = decl.spec.policy
     if dimension not in {d.name for d in p.dimensions}:
-        raise r.fail(where + ("dimension",), f"{dimension!r} is not a declared dimension "
+        raise r.fail(where + ("dimension",), f"{shorten(dimension)} is not a declared dimension "
                      f"({', '.join(d.name for d in p.dimensions)})")
     for i, m in enumerate(metrics):
         if m not in {x.name for x in p.metrics}:
-            raise r.fail(where + ("metrics", i), f"{m!r} is not a declared metric")
+            raise r.fail(where + ("metrics", i), f"{shorten(m)} is not a declared metric")
         if m == p.bucket_column:
-            raise r.fail(where + ("metrics", i), f"{m!r} counts distinct clients, which do not add up across "
+            raise r.fail(where + ("metrics", i), f"{shorten(m)} counts distinct clients, which do not add up across "
                          "cells; list additive metrics only")
     return Total(dimension, value, tuple(metrics), tolerance, severity)
 
@@ -228,7 +229,7 @@ def _band(r: _Reader, raw: Any) -> RowCountBand | None:
     high = raw.get("max_ratio", DEFAULT_ROW_COUNT_BAND.max_ratio)
     for key, v in (("min_ratio", low), ("max_ratio", high)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise r.fail(where + (key,), f"{v!r} is not a number >= 0")
+            raise r.fail(where + (key,), f"{shorten(v)} is not a number >= 0")
     if low > high:
         raise r.fail(where + ("min_ratio",), f"min_ratio {low} is above max_ratio {high}")
     return RowCountBand(float(low), float(high), _severity(r, where, raw, DEFAULT_ROW_COUNT_BAND.severity))
