@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
+from pubdata.declarations.airflow_limits import DAG_ID_MAX, TAG_MAX
 from pubdata.declarations.spec import DeclarationFile
 from pubdata.declarations.untrusted import clip, load_yaml, read_text, shorten
 from pubdata.errors import DeclarationInvalid, FileRefused
@@ -103,6 +104,9 @@ def load_declaration(metadata_path: Path, project: Path, cache: SpecCache | None
     if dataset_id is None:
         raise _invalid(rel, "", "file must be metadata/<dataset>/<table>_v<N>.yaml with lowercase letters, digits "
                        "and underscores; rename it")
+    if len(dataset_id.dag_id) > DAG_ID_MAX or len(dataset_id.dataset) > TAG_MAX:
+        raise _invalid(rel, "", f"its DAG id is {len(dataset_id.dag_id)} characters and its dataset name (a DAG tag) "
+                       f"{len(dataset_id.dataset)}: Airflow allows {DAG_ID_MAX} and {TAG_MAX}; shorten the names")
     try:
         text = read_text(metadata_path, project)
     except FileRefused as exc:

@@ -19,11 +19,14 @@ from pydantic import (
     model_validator,
 )
 
+from pubdata.declarations.airflow_limits import OWNERS_MAX, cron_problem
+
 DEFAULT_MIN_BUCKET_SIZE = 5000
 Format = Literal["json", "csv", "parquet"]
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$")]
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# 254 characters: the longest address SMTP carries (RFC 5321), well inside Airflow's owner link.
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
 
 class _Strict(BaseModel):
@@ -183,6 +186,23 @@ class DeclarationFile(_Strict):
     )
     export: Export = Field(default_factory=Export)
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_airflow_runs(cls, v: str | None) -> str | None:
+        if v is not None:
+            problem = cron_problem(v)
+            if problem:
+                raise ValueError(f"{v[:80]!r} {problem}; Airflow would drop the DAG without an error")
+        return v
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_fit_airflow(cls, v: list[str]) -> list[str]:
+        if len(",".join(v)) > OWNERS_MAX:
+            raise ValueError(f"the owners joined by commas are over Airflow's limit of {OWNERS_MAX} characters; "
+                             "list a team address instead of every person")
+        return v
 
     @model_validator(mode="after")
     def _partition(self) -> DeclarationFile:
