@@ -85,7 +85,7 @@ def write_parts(source: ExportSource, order_by: list[str], fmt: str, max_bytes: 
         spill.mkdir(parents=True, exist_ok=True)
         # SET, not a connect option: every connection to a file in a process shares one config.
         con.execute(f"SET memory_limit = '{limit}B'")
-        if (con.execute("SELECT current_setting('temp_directory')").fetchone() or (None,))[0] != str(spill):
+        if con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] != str(spill):
             con.execute(f"SET temp_directory = '{_sql_str(spill)}'")  # DuckDB refuses to switch once used
         if threads:
             con.execute(f"SET threads = {threads}")
