@@ -57,6 +57,10 @@ class NotValidated(DataError):
     """Export or publish was asked for data that has not passed validation."""
 
 
+class StagedTableChanged(DataError):
+    """The staged table is not what validation saw (its fingerprint changed): nothing is exported."""
+
+
 class QueryError(DataError):
     """The reviewed query itself is wrong (syntax, unknown column, missing table): fix the query."""
 

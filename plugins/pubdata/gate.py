@@ -25,7 +25,7 @@ from pubdata.policy.verdict import verdict
 
 GATE_FILE = "gate.json"
 CHECKED_CODE = ("gate", "sql", "policy", "declarations/spec", "declarations/untrusted", "validation/expectations_file",
-                "validation/expectations")
+                "validation/batch_sql", "validation/expectations")
 """The modules the static checks' answers depend on: a change to any of them empties the cache."""
 
 

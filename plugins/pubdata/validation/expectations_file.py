@@ -9,17 +9,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pubdata.declarations import Declaration
 from pubdata.declarations.untrusted import clip, compose_yaml, read_text, shorten
 from pubdata.errors import ExpectationsFileError, FileRefused
+from pubdata.validation.batch_sql import SOURCE_DIALECT, BatchSqlError, batch_query
 from pubdata.validation.expectations import build_expectation
 from pubdata.validation.expectations.row_count_band import DEFAULT_ROW_COUNT_BAND, RowCountBand
 from pubdata.validation.expectations.totals import MARKER_RE, Total, totals_expectation
 from pubdata.validation.spec import SEVERITIES, ExpectationSpec
+
+if TYPE_CHECKING:
+    from pubdata.warehouses.base import Warehouse
 
 TOP_KEYS = ("expectations", "totals", "row_count")
 
@@ -72,9 +76,12 @@ class _Reader:
         return ExpectationsFileError(f"{self.path}:{line or 1}: {label or 'file'}: {clip(message, 500)}")
 
 
-def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectations:
+def load(path: Path | None, decl: Declaration | None = None,
+         warehouse: type[Warehouse] | Warehouse | None = None) -> DatasetExpectations:
     """Parse and check the file. With the declaration, totals are checked against the declared
-    columns and built into expectations; without it, only their fields are checked."""
+    columns and built into expectations; without it, only their fields are checked. SQL is
+    rendered for the warehouse's dialect (BigQuery's, the file's own, when none is given)."""
+    dialect = warehouse.SQL_DIALECT if warehouse is not None else SOURCE_DIALECT
     if path is None:
         return DatasetExpectations()
     path = Path(path)
@@ -99,7 +106,7 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
     if not isinstance(items, list):
         raise r.fail(("expectations",), "expected a list of expectations")
     for i, item in enumerate(items):
-        out.specs.append(_expectation(r, ("expectations", i), item))
+        out.specs.append(_expectation(r, ("expectations", i), item, dialect))
     totals = raw.get("totals") or []
     if not isinstance(totals, list):
         raise r.fail(("totals",), "expected a list of totals")
@@ -107,7 +114,7 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
         if decl is None:  # without the declaration the SQL cannot be built; the fields are still checked
             _total_fields(r, ("totals", i), item)
         else:
-            out.specs.append(totals_expectation(decl, _total(r, ("totals", i), item, decl)))
+            out.specs.append(totals_expectation(decl, _total(r, ("totals", i), item, decl), dialect))
     if "row_count" in raw:
         out.row_count = _band(r, raw["row_count"])
     return out
@@ -120,7 +127,7 @@ def _severity(r: _Reader, where: tuple, item: dict, default: str = "fail") -> st
     return severity
 
 
-def _expectation(r: _Reader, where: tuple, item: Any) -> ExpectationSpec:
+def _expectation(r: _Reader, where: tuple, item: Any, dialect: str) -> ExpectationSpec:
     import great_expectations as gx
 
     if not isinstance(item, dict):
@@ -131,15 +138,23 @@ def _expectation(r: _Reader, where: tuple, item: Any) -> ExpectationSpec:
                      "use expectation, kwargs, severity, description or sql")
     severity = _severity(r, where, item)
     if "sql" in item:
-        _check_sql(r, where + ("sql",), item["sql"])
-        spec = ExpectationSpec("UnexpectedRowsExpectation", {"unexpected_rows_query": item["sql"]}, severity,
+        try:
+            query = batch_query(item["sql"], write=dialect)
+        except BatchSqlError as exc:
+            raise r.fail(where + ("sql",), f"{exc}. An expectation is one SELECT over {{batch}} whose rows are "
+                         "the violations") from None
+        spec = ExpectationSpec("UnexpectedRowsExpectation", {"unexpected_rows_query": query}, severity,
                                item.get("description") or "SQL expectation", "dataset")
         key = "sql"
     elif "expectation" in item:
         name = _camel(str(item["expectation"]))
-        if getattr(gx.expectations, name, None) is None:
+        cls = getattr(gx.expectations, name, None)
+        if cls is None:
             raise r.fail(where + ("expectation",),
                          f"{shorten(item['expectation'])} is not a Great Expectations 1.x expectation")
+        if any(f.endswith("query") for f in getattr(cls, "__fields__", {})):
+            raise r.fail(where + ("expectation",), f"{name} runs SQL text as written; write the query under "
+                         "`sql:` instead, where it is checked to be one SELECT over {batch}")
         kwargs = item.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise r.fail(where + ("kwargs",), "expected a mapping of argument names to values")
@@ -167,17 +182,6 @@ def _argument_errors(exc: Exception) -> str:
             pass
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _check_sql(r: _Reader, where: tuple, sql: Any) -> None:
-    if not isinstance(sql, str) or not sql.strip():
-        raise r.fail(where, "expected the text of a SELECT over {batch}")
-    if "{batch}" not in sql:
-        raise r.fail(where, "the query must read {batch} (the staged rows of this run), not a table by name")
-    try:
-        sql.format(batch="t")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise r.fail(where, f"braces other than {{batch}} must be doubled ({{{{ }}}}), as in a regex x{{{{3}}}}: {exc}") from None
 
 
 def _total_fields(r: _Reader, where: tuple, item: Any) -> tuple[str, str, list[str], float, str]:

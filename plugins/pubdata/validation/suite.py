@@ -73,7 +73,7 @@ def suite_for(decl: Declaration, warehouse: type[Warehouse] | Warehouse,
     """The whole suite: the policy's expectations, the checks the declaration implies on this
     warehouse (column types, identifier scan), the dataset's own file, and the row-count band
     against `previous` (label, rows), the last published partition, when there is one."""
-    own = expectations_file.load(decl.expectations_path, decl)
+    own = expectations_file.load(decl.expectations_path, decl, warehouse)
     declared = [column_types_expectation(decl), *identifier_scan(decl, warehouse)]
     counted = client_counts.expectations(decl) + differencing.expectations(decl)
     return policy_expectations(decl) + counted + declared + own.specs + row_count_band(own.row_count, previous)

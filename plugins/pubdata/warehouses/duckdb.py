@@ -146,6 +146,9 @@ def _gx_datasource_type():
 
 class DuckDBWarehouse(Warehouse):
     engine = "duckdb"
+    SQL_DIALECT = "duckdb"
+    FINGERPRINT = ("SELECT count(*) || ':' || coalesce(bit_xor(h), 0) || ':' || coalesce(sum(h::HUGEINT), 0) "
+                   "FROM (SELECT hash(r) AS h FROM {table} AS r)")
     STRING_TYPE = "VARCHAR"
     REGEX_CONTAINS = "regexp_matches({expression}, '{pattern}')"
     TYPE_FAMILIES = {

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from pubdata.declarations import Declaration
+from pubdata.validation.batch_sql import batch_query
 from pubdata.validation.expectations.column_types import column_kinds
 from pubdata.validation.spec import ExpectationSpec
 
@@ -59,7 +60,8 @@ def identifier_scan_sql(warehouse: type[Warehouse] | Warehouse, column: str, kin
     pattern = "|".join(f"({IDENTIFIER_PATTERNS[k]})" for k in kinds)
     predicate = warehouse.regex_contains(warehouse.as_text(warehouse.quote(column)), pattern)
     predicate = predicate.replace("{", "{{").replace("}", "}}")
-    return f"SELECT 1 AS looks_like_identifier FROM {{batch}} WHERE {predicate}"
+    dialect = warehouse.SQL_DIALECT
+    return batch_query(f"SELECT 1 AS looks_like_identifier FROM {{batch}} WHERE {predicate}", read=dialect, write=dialect)
 
 
 def identifier_scan(decl: Declaration, warehouse: type[Warehouse] | Warehouse) -> list[ExpectationSpec]:
