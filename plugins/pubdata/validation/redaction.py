@@ -12,9 +12,12 @@ import json
 import re
 from typing import Any
 
+from pubdata.validation.expectations import finite_metrics, unique_dimensions
 from pubdata.validation.expectations.identifier_scan import looks_like_identifier
 
 WITHHELD = "[redacted]"  # what stands in for a value that may be an identifier
+ROW_COUNTS = ("UnexpectedRowsExpectation", finite_metrics.NAME, unique_dimensions.NAME)
+"""Checks whose observed value is a number of offending rows."""
 _TOKEN = re.compile(r"[^\s'\"(),;=<>\[\]{}]+")
 
 
@@ -57,6 +60,6 @@ def shown(check: dict[str, Any]) -> dict[str, str]:
     expected = check.get("expected")
     if isinstance(expected, dict) and set(expected) == {"unexpected_rows_query"}:
         expected = "no rows"  # an SQL expectation: the query lists the violations
-    if isinstance(observed, int) and not isinstance(observed, bool) and check.get("expectation") == "UnexpectedRowsExpectation":
+    if isinstance(observed, int) and not isinstance(observed, bool) and check.get("expectation") in ROW_COUNTS:
         observed = f"{observed} row(s)"
     return {"observed": _text(observed), "expected": _text(expected), "sample": sample_text}
