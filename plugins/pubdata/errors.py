@@ -40,12 +40,25 @@ class DeclarationInvalid(DataError):
         self.problems = problems
 
 
+class FileRefused(DataError):
+    """A committed file is not safe to read (not UTF-8, too large, not a regular file, a YAML alias
+    bomb); callers name the file. `line` is where the problem is, when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
 class PolicyRefused(DataError):
     """The publishing policy does not allow this dataset to be published as declared."""
 
 
 class NotValidated(DataError):
     """Export or publish was asked for data that has not passed validation."""
+
+
+class StagedTableChanged(DataError):
+    """The staged table is not what validation saw (its fingerprint changed): nothing is exported."""
 
 
 class QueryError(DataError):

@@ -18,12 +18,14 @@ from pathlib import Path
 
 from pubdata.declarations import Declaration, DeclarationSet
 from pubdata.declarations.loader import relative
+from pubdata.declarations.untrusted import clip, read_text
+from pubdata.errors import FileRefused
 from pubdata.parse_cache import DigestCache, code_key, digest
 from pubdata.policy.verdict import verdict
 
 GATE_FILE = "gate.json"
-CHECKED_CODE = ("gate", "sql", "policy", "declarations/spec", "validation/expectations_file",
-                "validation/expectations")
+CHECKED_CODE = ("gate", "sql", "policy", "declarations/spec", "declarations/untrusted", "validation/expectations_file",
+                "validation/batch_sql", "validation/expectations")
 """The modules the static checks' answers depend on: a change to any of them empties the cache."""
 
 
@@ -80,7 +82,12 @@ def check_all(project: Path, loaded: DeclarationSet, decls: list[Declaration], *
             problems.append(Problem(str(e.path), str(e.path), f"declaration: {e.field or 'file'}", e.message,
                                     "fix the file; see schema/declaration.schema.json"))
     for d in decls:
-        problems.extend(check_declaration(d, project, cache))
+        try:
+            problems.extend(check_declaration(d, project, cache))
+        except Exception as exc:  # one bad file is one error: the other datasets are still checked
+            problems.append(Problem(d.id, _rel(d.metadata_path, project), "internal",
+                                    f"could not be checked ({type(exc).__name__}: {clip(str(exc), 200)})",
+                                    "simplify the query or expectations file; report this if it persists"))
     if cache is not None:
         cache.save()
     return problems
@@ -106,8 +113,8 @@ class GateCache(DigestCache):
         expectations = ""
         if decl.expectations_path is not None:
             try:
-                expectations = decl.expectations_path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+                expectations = read_text(decl.expectations_path, project)  # never a pipe's endless read
+            except FileRefused:
                 return None  # the check itself reports the file
         return digest(decl.id, _rel(decl.metadata_path, project), decl.spec.model_dump_json(),
                       _rel(decl.query_path, project), decl.query,

@@ -140,6 +140,31 @@ def test_an_update_within_the_same_second_is_announced_as_an_update(tmp_path):
     assert ET.fromstring(store.read("feed.xml").data).find(f"{ATOM}entry").findtext(f"{ATOM}title") == "Updated: Page Loads"
 
 
+def test_control_characters_never_make_the_feed_ill_formed(tmp_path):
+    """A metadata.json written before declarations refused control characters (or by anything
+    else) still gives a well-formed feed; and a feed that was ill-formed does not make every
+    dataset new again."""
+    store = LocalStore(tmp_path)
+    bad = "Loads\x0c by\x00 country\x1b[31m"
+    _fake_publish(store, "page_loads", bad, ["2026-10-31"])
+    catalog.refresh(store, BASE)
+    entry = ET.fromstring(store.read("feed.xml").data).find(f"{ATOM}entry")  # parses
+    assert entry.findtext(f"{ATOM}summary").startswith("Loads by country[31m")
+    html = store.read("index.html").data.decode()
+    assert "\x00" not in html and "\x0c" not in html and "Loads by country[31m" in html
+
+    # The feed as it was written before: the raw control characters in it, so not XML.
+    feed = store.read("feed.xml").data.decode().replace("Loads by country", bad)
+    store.write("feed.xml", feed.encode(), content_type="application/atom+xml")
+    with pytest.raises(ET.ParseError):
+        ET.fromstring(feed)
+    _fake_publish(store, "page_loads", bad, ["2026-10-31", "2026-11-01"])
+    [entry] = catalog.refresh(store, BASE)
+    assert not entry.is_new and entry.first_published == "2026-10-31T05:00:00.000000Z"
+    assert ET.fromstring(store.read("feed.xml").data).find(f"{ATOM}entry").findtext(f"{ATOM}title") == \
+        "Updated: Page Loads"
+
+
 def test_empty_bucket_gives_an_empty_catalog(tmp_path):
     store = LocalStore(tmp_path)
     assert catalog.refresh(store, BASE) == []

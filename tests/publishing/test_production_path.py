@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from pubdata.config import settings
-from pubdata.errors import ConfigurationError
+from pubdata.errors import ConfigurationError, StagedTableChanged
 from pubdata.orchestration import records, tasks
 from pubdata.policy.geo import geo_values
 from pubdata.warehouses.bigquery import BigQueryWarehouse
@@ -106,6 +106,7 @@ def production(tmp_path, monkeypatch, gcs_endpoint):
     fake.add_result("clients_daily", SCHEMA, ROWS)
     fake.add_result("SELECT count(*)", [("f0_", "INTEGER")], [(len(ROWS),)])
     fake.add_result("WHERE NOT _pubdata_disjoint", [("f0_", "INTEGER")], [(0,)])
+    fake.add_result("FARM_FINGERPRINT(TO_JSON_STRING(r))", [("f0_", "STRING")], [(FINGERPRINT,)])
 
     def open_warehouse(url, *, home=None):
         # The real warehouse from the real URL; only its client's HTTP goes to the fake.
@@ -119,11 +120,14 @@ def production(tmp_path, monkeypatch, gcs_endpoint):
     return {"fake": fake, "bucket": bucket, "base_url": base_url, "store": open_store(f"gs://{bucket}/public")}
 
 
+FINGERPRINT = f"{len(ROWS)}:1234:5678"  # what the fake answers the fingerprint query with
+
+
 def _validated(staged: dict) -> None:
     """What the validate task records when the suite passes. Great Expectations runs inside BigQuery
     and cannot over this fake (tests/test_warehouse_bigquery.py builds its batch)."""
     records.RunRecords(settings().internal_dir).update(EXAMPLE, staged["partition"], state="validated",
-                   validation={"outcome": "passed", "checks": 9, "warnings": []})
+                   validation={"outcome": "passed", "checks": 9, "warnings": [], "fingerprint": FINGERPRINT})
 
 
 def _run(production) -> dict:
@@ -258,3 +262,17 @@ def test_permanent_errors_fail_fast_and_say_what_to_fix(production):
     assert len(fake.calls("POST", r"/jobs$")) == inserts_before + 1  # not retried
     public_after = {k: store.read(k).data for k in store.list("api/")}
     assert public_after == public_before
+
+
+def test_a_partition_changed_after_validation_is_not_exported(production):
+    fake, store = production["fake"], production["store"]
+    staged = tasks.stage(EXAMPLE, DAY, RUN_ID)
+    _validated(staged)
+    fake.add_result("FARM_FINGERPRINT(TO_JSON_STRING(r))", [("f0_", "STRING")], [(f"{len(ROWS) + 1}:1:2",)])
+
+    with pytest.raises(StagedTableChanged, match=f"{len(ROWS)} rows validated, {len(ROWS) + 1} now"):
+        tasks.export(EXAMPLE, staged, RUN_ID)
+
+    assert store.list("api/") == [] and store.list("_staging/") == []
+    fingerprint = [c for c in fake.calls("POST", r"/queries$") if "FARM_FINGERPRINT" in c.body["query"]][-1]
+    assert f"{STAGING_TABLE}` WHERE `submission_date` = DATE '2026-11-01'" in fingerprint.body["query"]

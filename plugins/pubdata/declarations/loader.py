@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
+from pubdata.declarations.airflow_limits import DAG_ID_MAX, TAG_MAX
 from pubdata.declarations.spec import DeclarationFile
-from pubdata.errors import DeclarationInvalid
+from pubdata.declarations.untrusted import clip, load_yaml, read_text, shorten
+from pubdata.errors import DeclarationInvalid, FileRefused
 from pubdata.ids import DatasetId
 
 if TYPE_CHECKING:
     from pubdata.declarations.cache import SpecCache
 
-# libyaml's safe loader parses a declaration ~9x faster than the pure-Python one, and the dag
-# processor loads every declaration on every parse; same documents, same errors.
-SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_PROBLEMS_PER_FILE = 20
+"""A file with more mistakes than this lists the first ones and how many more there are."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,14 @@ def _invalid(path: Path, field: str, message: str) -> DeclarationInvalid:
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        name = clip(str(part), 40)  # a key may come from the file
+        out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out
+
+
+def _refused(path: Path, exc: FileRefused, field: str = "") -> DeclarationInvalid:
+    where = field or (f"line {exc.line}" if exc.line else "")
+    return _invalid(path, where, str(exc))
 
 
 def load_declaration(metadata_path: Path, project: Path, cache: SpecCache | None = None) -> Declaration:
@@ -97,45 +104,65 @@ def load_declaration(metadata_path: Path, project: Path, cache: SpecCache | None
     if dataset_id is None:
         raise _invalid(rel, "", "file must be metadata/<dataset>/<table>_v<N>.yaml with lowercase letters, digits "
                        "and underscores; rename it")
-    text = metadata_path.read_text(encoding="utf-8")
+    if len(dataset_id.dag_id) > DAG_ID_MAX or len(dataset_id.dataset) > TAG_MAX:
+        raise _invalid(rel, "", f"its DAG id is {len(dataset_id.dag_id)} characters and its dataset name (a DAG tag) "
+                       f"{len(dataset_id.dataset)}: Airflow allows {DAG_ID_MAX} and {TAG_MAX}; shorten the names")
+    try:
+        text = read_text(metadata_path, project)
+    except FileRefused as exc:
+        raise _refused(rel, exc) from None
     spec = cache.get(text) if cache is not None else None
     if spec is None:
         spec = _parse_spec(text, rel)
         if cache is not None:
             cache.put(text, spec)
     query_path = dataset_id.query_path(project)
-    if not query_path.is_file():
+    if not _present(query_path):
         raise _invalid(rel, "query", f"reviewed query {relative(query_path, project)} is missing; add it beside the "
                        "declaration")
-    query = query_path.read_text(encoding="utf-8")
+    try:
+        query = read_text(query_path, project)
+    except FileRefused as exc:
+        raise _refused(relative(query_path, project), exc, "query") from None
     if not query.strip():
         raise _invalid(relative(query_path, project), "query", "the query file is empty")
     exp_path = dataset_id.expectations_path(project)
-    return Declaration(dataset_id, spec, query, metadata_path, query_path, exp_path if exp_path.is_file() else None)
+    # Present in any form (a directory, a dangling link): its loader says what is wrong with it.
+    return Declaration(dataset_id, spec, query, metadata_path, query_path, exp_path if _present(exp_path) else None)
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
 
 
 def _parse_spec(text: str, rel: Path) -> DeclarationFile:
     try:
-        raw = yaml.load(text, Loader=SafeLoader)
+        raw = load_yaml(text)
+    except FileRefused as exc:
+        raise _refused(rel, exc) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         field = f"line {mark.line + 1}" if mark else ""
-        raise _invalid(rel, field, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise _invalid(rel, field, f"not valid YAML: {clip(str(getattr(exc, 'problem', None) or exc), 200)}") from None
     if not isinstance(raw, dict):
-        raise _invalid(rel, "", "expected a mapping of keys (friendly_name, description, ...)")
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise _invalid(rel, "", f"expected a mapping of keys (friendly_name, description, ...), got {got}")
     try:
         return DeclarationFile.model_validate(raw)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
+        errors = exc.errors(include_url=False)
+        for err in errors[:MAX_PROBLEMS_PER_FILE]:
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key; remove it or check its spelling (see schema/declaration.schema.json)"
             elif err["type"] == "missing":
                 msg = "required key is missing"
             elif "input" in err and err["type"] not in ("value_error",):
-                msg = f"{msg} (got {err['input']!r})"
-            problems.append(DeclarationProblem(rel, _loc(err["loc"]), msg))
+                msg = f"{msg} (got {shorten(err['input'])})"
+            problems.append(DeclarationProblem(rel, _loc(err["loc"]), clip(msg, 300)))
+        if len(errors) > MAX_PROBLEMS_PER_FILE:
+            problems.append(DeclarationProblem(rel, "", f"... and {len(errors) - MAX_PROBLEMS_PER_FILE} more problems"))
         raise DeclarationInvalid(list(problems)) from None
 
 
@@ -143,7 +170,7 @@ def load(dataset_id: DatasetId | str, project: Path) -> Declaration:
     """The declaration of one dataset by id; DeclarationInvalid when its file is gone or broken."""
     ident = dataset_id if isinstance(dataset_id, DatasetId) else DatasetId.parse(dataset_id)
     path = ident.metadata_path(project)
-    if not path.is_file():
+    if not _present(path):
         raise _invalid(path, "", f"the declaration of {ident} is gone; restore it or pause the DAG")
     return load_declaration(path, project)
 
@@ -161,6 +188,11 @@ def declaration_paths(project: Path) -> list[Path]:
 
 
 def load_all(project: Path, cache: SpecCache | None = None) -> DeclarationSet:
+    """Every declaration under metadata/; a file that cannot be loaded is a problem, never an exception.
+
+    Declarations whose DAG ids collide (`a.b__c_v1` and `a__b.c_v1` are both publish_a__b__c_v1)
+    are all refused: Airflow would keep one and silently drop the other.
+    """
     decls: dict[str, Declaration] = {}
     problems: list[DeclarationProblem] = []
     for path in declaration_paths(project):
@@ -169,10 +201,35 @@ def load_all(project: Path, cache: SpecCache | None = None) -> DeclarationSet:
         except DeclarationInvalid as exc:
             problems.extend(p for p in exc.problems if isinstance(p, DeclarationProblem))
             continue
+        except Exception as exc:  # one bad file is one error, whatever went wrong with it
+            problems.append(DeclarationProblem(relative(path, project), "", "could not be loaded "
+                                               f"({type(exc).__name__}: {clip(str(exc), 200)}); fix or remove the file"))
+            continue
         decls[d.id] = d
+    problems += _refuse_dag_id_collisions(decls, project)
     if cache is not None:
         cache.save()
     return DeclarationSet(decls, problems)
+
+
+def _refuse_dag_id_collisions(decls: dict[str, Declaration], project: Path) -> list[DeclarationProblem]:
+    """Remove every declaration that shares its DAG id with another; one problem per file, naming the others."""
+    by_dag: dict[str, list[Declaration]] = {}
+    for d in decls.values():
+        by_dag.setdefault(d.dag_id, []).append(d)
+    problems = []
+    for dag_id, same in sorted(by_dag.items()):
+        if len(same) < 2:
+            continue
+        for d in same:
+            others = ", ".join(str(relative(o.metadata_path, project)) for o in same if o is not d)
+            problems.append(DeclarationProblem(
+                relative(d.metadata_path, project), "",
+                f"its DAG id {dag_id} is also the DAG id of {others} (a double underscore in a name joins "
+                "dataset and table ambiguously); rename one of them so no name contains '__'",
+            ))
+            del decls[d.id]
+    return problems
 
 
 def relative(path: Path, project: Path) -> Path:

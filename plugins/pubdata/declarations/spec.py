@@ -7,9 +7,12 @@ field. schema/declaration.schema.json is generated from these models (pubdata.de
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -19,11 +22,34 @@ from pydantic import (
     model_validator,
 )
 
+from pubdata.declarations.airflow_limits import OWNERS_MAX, cron_problem
+
 DEFAULT_MIN_BUCKET_SIZE = 5000
 Format = Literal["json", "csv", "parquet"]
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$")]
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# Characters no published text may hold: HTML, XML (feed.xml) and JSON readers refuse or mangle
+# them (C0 and C1 controls but tab, line feed and carriage return; lone surrogates; U+FFFE/FFFF).
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _without(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found:
+            raise ValueError(f"holds the control character U+{ord(found.group()):04X} at character {found.start() + 1}, "
+                             f"which {what}; remove it")
+        return value
+    return check
+
+
+Text = Annotated[str, AfterValidator(_without(_NOT_TEXT, "the public pages, feed and JSON cannot carry"))]
+"""Text that is published (descriptions): line breaks and tabs allowed, control characters not."""
+Line = Annotated[str, AfterValidator(_without(_NOT_ONE_LINE, "a one-line text (a title, a name) cannot hold"))]
+"""A published one-line text (titles, names): no line breaks or control characters."""
+# 254 characters: the longest address SMTP carries (RFC 5321), well inside Airflow's owner link.
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
 
 class _Strict(BaseModel):
@@ -33,7 +59,7 @@ class _Strict(BaseModel):
 class Steward(_Strict):
     """The data steward's sign-off; required when any review question is answered yes."""
 
-    name: str = Field(min_length=1)
+    name: Line = Field(min_length=1)
     approved_on: dt.date
     link: AnyHttpUrl = Field(description="Where the sign-off is recorded (a bug comment).")
 
@@ -54,7 +80,7 @@ class Dimension(_Strict):
     name: Identifier
     category: int = Field(ge=1, le=4, description="Data-collection category: 1 technical ... 4 highly sensitive.")
     kind: DimensionKind = "categorical"
-    description: str = ""
+    description: Text = ""
     data_review: bool = Field(
         default=True,
         description="False when this field has no corresponding data-collection review.",
@@ -64,7 +90,7 @@ class Dimension(_Strict):
 class Metric(_Strict):
     name: Identifier
     sensitive: bool = Field(description="True when the metric reveals or implies revenue (searches, ad clicks).")
-    description: str = ""
+    description: Text = ""
     data_review: bool = True
 
 
@@ -165,8 +191,8 @@ class Export(_Strict):
 class DeclarationFile(_Strict):
     """The YAML document, exactly as a data engineer writes it."""
 
-    friendly_name: str = Field(min_length=1)
-    description: str = Field(min_length=1)
+    friendly_name: Line = Field(min_length=1)
+    description: Text = Field(min_length=1)
     owners: list[Email] = Field(min_length=1)
     review: Review
     policy: Policy
@@ -174,7 +200,7 @@ class DeclarationFile(_Strict):
     start_date: dt.date
     incremental: bool = False
     partition_field: Identifier | None = None
-    source_tables: list[str] = Field(
+    source_tables: list[Line] = Field(
         default_factory=list,
         description="Fully qualified tables the query may read; empty means whatever the query reads.",
     )
@@ -182,7 +208,24 @@ class DeclarationFile(_Strict):
         default_factory=dict, description="Extra query parameters bound as @name."
     )
     export: Export = Field(default_factory=Export)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Line, Line] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_airflow_runs(cls, v: str | None) -> str | None:
+        if v is not None:
+            problem = cron_problem(v)
+            if problem:
+                raise ValueError(f"{v[:80]!r} {problem}; Airflow would drop the DAG without an error")
+        return v
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_fit_airflow(cls, v: list[str]) -> list[str]:
+        if len(",".join(v)) > OWNERS_MAX:
+            raise ValueError(f"the owners joined by commas are over Airflow's limit of {OWNERS_MAX} characters; "
+                             "list a team address instead of every person")
+        return v
 
     @model_validator(mode="after")
     def _partition(self) -> DeclarationFile:

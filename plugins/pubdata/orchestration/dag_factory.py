@@ -204,44 +204,57 @@ def build_dags(project: Path | None = None) -> dict[str, Any]:
     it, and the static checks of its query and expectations file find nothing (gate). Static checks
     come from the gate cache; what changed is checked within the parse's budget, and what the
     budget did not reach is listed as not checked yet (fail closed) until a later parse checks it.
+
+    Never raises: the DAG file fails whole when it raises, and every dataset would lose its DAG.
+    A declaration whose DAG cannot be built is listed by the errors DAG like any other problem.
     """
     from pubdata.config import settings
     from pubdata.declarations.cache import FILE_NAME, SpecCache
+    from pubdata.declarations.untrusted import clip
     from pubdata.gate import GATE_FILE, GateCache, policy_problems, static_problems
 
-    cfg = settings()
-    project = project or cfg.project
-    # Every parse loads every declaration; unchanged files come from the cache (spec_cache).
-    catalog = load_all(project, SpecCache(cfg.internal_dir / "cache" / FILE_NAME))
-    gate = GateCache(cfg.internal_dir / "cache" / GATE_FILE)
+    try:
+        cfg = settings()
+        project = project or cfg.project
+        # Every parse loads every declaration; unchanged files come from the cache (spec_cache).
+        catalog = load_all(project, SpecCache(cfg.internal_dir / "cache" / FILE_NAME))
+        gate = GateCache(cfg.internal_dir / "cache" / GATE_FILE)
+    except Exception as exc:
+        log.exception("pubdata: the declarations could not be loaded")
+        return {ERRORS_DAG_ID: _errors_dag([f"the declarations could not be loaded: {type(exc).__name__}: "
+                                            f"{clip(str(exc), 300)}. Fix: run `pubdata check`"])}
     budget = gate_budget()
     deadline = time.monotonic() + budget
     dags: dict[str, Any] = {}
     problems = [str(e) for e in catalog.problems]
     for decl in catalog.declarations.values():
-        judged = verdict(decl.spec)
-        if not judged.allows_publish:
-            problems.extend(str(p) for p in policy_problems(decl, project))
-            continue
-        found = gate.get(decl, project)
-        if found is None:
-            if time.monotonic() >= deadline:
-                problems.append(f"{decl.metadata_path.relative_to(project)}: not checked yet: this parse spent its "
-                                f"{budget:g} s of static checks ({GATE_BUDGET_ENV}) on other changed declarations. "
-                                "Fix: nothing; a later parse checks it (`pubdata check` on this machine checks all now)")
+        try:
+            judged = verdict(decl.spec)
+            if not judged.allows_publish:
+                problems.extend(str(p) for p in policy_problems(decl, project))
                 continue
-            try:
-                found = static_problems(decl, project)
-            except Exception as exc:  # an unchecked query must not get a DAG, nor take the others down
-                log.exception("pubdata: static checks of %s failed", decl.id)
-                problems.append(f"{decl.query_path.relative_to(project)}: the static checks failed: {exc!r}. "
-                                "Fix: run `pubdata check` for the whole error and report it")
+            found = gate.get(decl, project)
+            if found is None:
+                if time.monotonic() >= deadline:
+                    problems.append(f"{decl.metadata_path.relative_to(project)}: not checked yet: this parse spent its "
+                                    f"{budget:g} s of static checks ({GATE_BUDGET_ENV}) on other changed declarations. "
+                                    "Fix: nothing; a later parse checks it (`pubdata check` on this machine checks all now)")
+                    continue
+                try:
+                    found = static_problems(decl, project)
+                except Exception as exc:  # an unchecked query must not get a DAG, nor take the others down
+                    log.exception("pubdata: static checks of %s failed", decl.id)
+                    problems.append(f"{decl.query_path.relative_to(project)}: the static checks failed: "
+                                    f"{clip(repr(exc), 300)}. Fix: run `pubdata check` for the whole error and report it")
+                    continue
+                gate.put(decl, project, found)
+            if found:
+                problems.extend(str(p) for p in found)
                 continue
-            gate.put(decl, project, found)
-        if found:
-            problems.extend(str(p) for p in found)
-            continue
-        dags[decl.dag_id] = build_dag(decl, judged)
+            dags[decl.dag_id] = build_dag(decl, judged)
+        except Exception as exc:  # Airflow refused the DAG: that dataset has none, the others do
+            problems.append(f"{decl.metadata_path.relative_to(project)}: Airflow refused its DAG "
+                            f"({type(exc).__name__}: {clip(str(exc), 300)}); run `pubdata check`")
     gate.save()
     for p in problems:
         log.warning("pubdata: %s", p)

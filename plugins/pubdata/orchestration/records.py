@@ -48,6 +48,7 @@ class ValidationSummary(_Model):
     warnings: list[CheckSummary] = []
     errors: list[CheckSummary] = []
     seconds: float = 0.0
+    fingerprint: str | None = None  # of the staged rows validation ran on (Warehouse.fingerprint); export compares
 
 
 class QuarantineInfo(_Model):

@@ -84,6 +84,8 @@ def validate(dataset_id: str, staged_d: dict[str, Any], cfg: Settings | None = N
     staged = StagedTable.from_dict(staged_d)
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
     previous = previous_published(open_store(cfg.bucket_url), decl, staged.partition)
+    # Before the suite: a change to the table during or after validation shows at export.
+    fingerprint = wh.fingerprint(staged)
     report = run_validation(decl, wh, staged, suite_for(decl, wh, previous))
     records = RunRecords(cfg.internal_dir)
     rec = records.get(decl.id, staged.partition)
@@ -91,7 +93,7 @@ def validate(dataset_id: str, staged_d: dict[str, Any], cfg: Settings | None = N
     summary = ValidationSummary(
         outcome=report.outcome, checks=len(report.checks), failures=[_check(c) for c in report.failures],
         warnings=[_check(c) for c in report.warnings], errors=[_check(c) for c in report.errors],
-        seconds=report.seconds,
+        seconds=report.seconds, fingerprint=fingerprint,
     )
     state = {"passed": "validated", "failed": "quarantined", "error": "validation_error"}[report.outcome]
     quarantined = f"{staged.location} table {staged.table}" if report.outcome == "failed" else None
@@ -125,10 +127,14 @@ def export(dataset_id: str, staged_d: dict[str, Any], run_id: str = "manual", cf
     rec = RunRecords(cfg.internal_dir).get(decl.id, staged.partition)
     if rec is None or rec.validation is None or rec.validation.outcome != "passed":
         raise NotValidated(f"{decl.id}: refusing to export {staged.partition or 'full'}: it has not passed validation")
+    if rec.validation.fingerprint is None:
+        raise NotValidated(f"{decl.id}: refusing to export {staged.partition or 'full'}: its validation recorded no "
+                           "fingerprint of the staged rows; run the DAG again")
     wh = open_warehouse(cfg.warehouse_url, home=cfg.home)
     store = open_store(cfg.bucket_url)
     run_key = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in run_id)
-    exported = exporting.export(decl, wh, staged, store, run_key, work_root=cfg.internal_dir / "export")
+    exported = exporting.export(decl, wh, staged, store, run_key, work_root=cfg.internal_dir / "export",
+                                validated=rec.validation.fingerprint)
     out = [asdict(e) for e in exported]
     RunRecords(cfg.internal_dir).update(decl.id, staged.partition, state="exported", exported=out)
     return out

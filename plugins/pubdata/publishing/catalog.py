@@ -20,7 +20,7 @@ from urllib.parse import urldefrag
 
 from pubdata.errors import PreconditionFailed, StoreError
 from pubdata.ids import DatasetId
-from pubdata.rendering import html_templates
+from pubdata.rendering import html_templates, xml_safe
 from pubdata.stores.base import Store
 
 INDEX_KEY = "all-datasets.json"  # the index of every published dataset, kept by publishing.publish
@@ -140,7 +140,12 @@ def announced(feed: bytes | None) -> dict[str, str]:
     try:
         root = ET.fromstring(feed) if feed else None
     except ET.ParseError:
-        return {}  # our own file, damaged: announce everything afresh rather than stop publishing
+        # Written before texts were made XML-safe: read it without the forbidden characters, so
+        # what it announced is not announced again as new.
+        try:
+            root = ET.fromstring(xml_safe((feed or b"").decode("utf-8", "replace")))
+        except ET.ParseError:
+            return {}  # our own file, damaged: announce everything afresh rather than stop publishing
     out: dict[str, str] = {}
     for entry in root.iter(f"{ATOM}entry") if root is not None else []:
         for link in entry.iter(f"{ATOM}link"):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pubdata.declarations import Declaration
-from pubdata.errors import StoreError
+from pubdata.errors import StagedTableChanged, StoreError
 from pubdata.publishing import parts, rows
 from pubdata.stores.base import Store
 from pubdata.warehouses.base import StagedTable, Warehouse
@@ -45,12 +45,15 @@ def staging_prefix(decl: Declaration, partition: str | None, run_key: str) -> st
 
 
 def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: Store, run_key: str,
-           work_root: Path | None = None) -> list[ExportedFile]:
+           work_root: Path | None = None, *, validated: str | None = None) -> list[ExportedFile]:
     """Write the staged rows as numbered files, in a deterministic order, to the staging prefix.
 
     Leftovers of earlier attempts for this partition (a killed run) are removed first: in the
     bucket, and under work_root (where parts are written before upload: one directory per
     dataset, as a DAG runs one export at a time) when given, else a temporary directory is used.
+    validated: the fingerprint validation recorded; the rows are exported only if they still have
+    it (checked while the export source is open: on DuckDB a read-only connection no writer can
+    get past, on BigQuery after the extract).
     """
     prefix = staging_prefix(decl, staged.partition, run_key)
     for key in store.list(partition_staging_prefix(decl, staged.partition) + "/"):
@@ -58,6 +61,8 @@ def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: 
     order_by = list(decl.spec.policy.columns)
     out = []
     with _work_dir(work_root, decl) as work, warehouse.export_source(staged, work, store, prefix) as source:
+        if validated is not None:
+            _same_as_validated(decl, warehouse, staged, validated)
         rows.check_finite(source, order_by, decl.id)
         for fmt in decl.spec.export.formats:
             for part in rows.write_parts(source, order_by, fmt, decl.spec.export.max_file_bytes, work / fmt,
@@ -66,6 +71,17 @@ def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: 
                 store.upload_file(key, part.path, content_type=parts.CONTENT_TYPES[fmt], compress=parts.COMPRESSED[fmt])
                 out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows))
     return out
+
+
+def _same_as_validated(decl: Declaration, warehouse: Warehouse, staged: StagedTable, validated: str) -> None:
+    now = warehouse.fingerprint(staged)
+    if now != validated:
+        was, is_now = validated.split(":", 1)[0], now.split(":", 1)[0]
+        raise StagedTableChanged(
+            f"{decl.id}: the staged table {staged.table} changed after validation ({was} rows validated, {is_now} now; "
+            f"fingerprint {validated} then, {now} now): refusing to export rows that were not validated. Find what "
+            "wrote to the staging table, then run the DAG again (stage, validate, export)"
+        )
 
 
 @contextlib.contextmanager

@@ -3,8 +3,9 @@
 Every warehouse hands export the staged rows as a DuckDB relation (Warehouse.export_source):
 DuckDB's own staging table on the embedded stack, BigQuery's extracted Parquet shards in
 production. DuckDB renders each row (to_json for JSON, its CSV quoting for CSV, Arrow batches for
-Parquet), so the parts hold the bytes DuckDB's own COPY would write whatever the warehouse, and
-Python writes them a batch at a time (pubdata.publishing.parts): export memory stays flat.
+Parquet), so the parts hold the bytes DuckDB's own COPY would write whatever the warehouse (but
+for CSV text that a spreadsheet would run as a formula, which is neutralised), and Python writes
+them a batch at a time (pubdata.publishing.parts): export memory stays flat.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ SCAN_MEMORY_PER_COLUMN = 1 * 2**20
 EXPORT_BATCH_ROWS = 8192
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+CSV_FORMULA_START = r"^[=+@\t\r-]"
+"""RE2: the first characters that make a spreadsheet read a CSV cell as a formula (OWASP CSV injection)."""
 # Types whose text never holds a comma, quote, newline or '#', so CSV never quotes them.
 _CSV_PLAIN_TYPE = re.compile(
     r"^(BOOLEAN|U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(\d+,\s*\d+\)|DATE|TIME|"
@@ -85,7 +88,7 @@ def write_parts(source: ExportSource, order_by: list[str], fmt: str, max_bytes: 
         spill.mkdir(parents=True, exist_ok=True)
         # SET, not a connect option: every connection to a file in a process shares one config.
         con.execute(f"SET memory_limit = '{limit}B'")
-        if (con.execute("SELECT current_setting('temp_directory')").fetchone() or (None,))[0] != str(spill):
+        if con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] != str(spill):
             con.execute(f"SET temp_directory = '{_sql_str(spill)}'")  # DuckDB refuses to switch once used
         if threads:
             con.execute(f"SET threads = {threads}")
@@ -131,10 +134,17 @@ def _row_query(relation: str, columns: list[str], types: list[str], fmt: str, so
 
 
 def _csv_field_sql(column: str, type_name: str) -> str:
-    """SQL for one CSV field of a row, quoted as DuckDB's CSV writer quotes it (parts.csv_field)."""
+    """SQL for one CSV field of a row, quoted as DuckDB's CSV writer quotes it (parts.csv_field).
+
+    A text that a spreadsheet would run as a formula (it starts with =, +, -, @, a tab or a
+    carriage return) gets a leading single quote, as OWASP advises for CSV exports: the cell
+    then shows the text instead of computing it. Only text columns: numbers such as -5 stay numbers.
+    """
     text = f"CAST({column} AS VARCHAR)"
     if _CSV_PLAIN_TYPE.match(type_name):
         return f"coalesce({text}, '')"
+    if type_name == "VARCHAR":
+        text = f"CASE WHEN regexp_matches({text}, '{CSV_FORMULA_START}') THEN chr(39) || {text} ELSE {text} END"
     return (f"CASE WHEN {column} IS NULL THEN '' "
             f"WHEN {text} = '' OR regexp_matches({text}, '[,\"\\r\\n#]') "
             f"THEN '\"' || replace({text}, '\"', '\"\"') || '\"' ELSE {text} END")

@@ -21,13 +21,15 @@ from pubdata.sql.lineage import RULE_FORBIDDEN_LINEAGE, check_lineage
 from pubdata.sql.parse import DIALECT, RULE_PARSE, Finding, parse
 from pubdata.sql.projections import PROJECTIONS, Unresolved, scope_projections, table_name
 from pubdata.sql.shape import Shape, analyze
+from pubdata.sql.sources import RULE_OUTSIDE_SOURCE, check_sources
 
 RULE_OUTPUT_COLUMNS = "output_columns"
 RULE_FORBIDDEN_COLUMN = "forbidden_column"
 RULE_SOURCE_TABLES = "source_tables"
 RULE_NONDETERMINISTIC = "nondeterministic"
 
-__all__ = ["RULE_FORBIDDEN_LINEAGE", "RULE_PARSE", "Finding", "QueryAnalysis", "analyze_query", "check_query"]
+__all__ = ["RULE_FORBIDDEN_LINEAGE", "RULE_OUTSIDE_SOURCE", "RULE_PARSE", "Finding", "QueryAnalysis", "analyze_query",
+           "check_query"]
 
 NONDETERMINISTIC_FUNCTIONS = frozenset({
     "RAND", "RANDOM", "RANDN", "RANDSTR", "UUID", "GENERATE_UUID", "NEWID",
@@ -82,6 +84,7 @@ def analyze_query(sql: str, spec: DeclarationFile) -> QueryAnalysis:
     finally:
         PROJECTIONS.reset(token)
     findings += _check_nondeterminism(statement)
+    findings += check_sources(statement)
     return QueryAnalysis(statement, shape, findings)
 
 

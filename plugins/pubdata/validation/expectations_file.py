@@ -9,16 +9,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pubdata.declarations import Declaration
-from pubdata.errors import ExpectationsFileError
+from pubdata.declarations.untrusted import clip, compose_yaml, read_text, shorten
+from pubdata.errors import ExpectationsFileError, FileRefused
+from pubdata.validation.batch_sql import SOURCE_DIALECT, BatchSqlError, batch_query
 from pubdata.validation.expectations import build_expectation
 from pubdata.validation.expectations.row_count_band import DEFAULT_ROW_COUNT_BAND, RowCountBand
 from pubdata.validation.expectations.totals import MARKER_RE, Total, totals_expectation
 from pubdata.validation.spec import SEVERITIES, ExpectationSpec
+
+if TYPE_CHECKING:
+    from pubdata.warehouses.base import Warehouse
 
 TOP_KEYS = ("expectations", "totals", "row_count")
 
@@ -65,28 +70,31 @@ class _Reader:
             line = self.lines.get(where[:n])
             if line is not None:
                 break
-        label = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(where))
-        return ExpectationsFileError(f"{self.path}:{line or 1}: {label or 'file'}: {message}")
+        label = "".join(f"[{p}]" if isinstance(p, int) else (f".{clip(str(p), 40)}" if i else clip(str(p), 40))
+                        for i, p in enumerate(where))
+        # Values from the file are echoed through shorten(); the whole message is bounded too.
+        return ExpectationsFileError(f"{self.path}:{line or 1}: {label or 'file'}: {clip(message, 500)}")
 
 
-def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectations:
+def load(path: Path | None, decl: Declaration | None = None,
+         warehouse: type[Warehouse] | Warehouse | None = None) -> DatasetExpectations:
     """Parse and check the file. With the declaration, totals are checked against the declared
-    columns and built into expectations; without it, only their fields are checked."""
+    columns and built into expectations; without it, only their fields are checked. SQL is
+    rendered for the warehouse's dialect (BigQuery's, the file's own, when none is given)."""
+    dialect = warehouse.SQL_DIALECT if warehouse is not None else SOURCE_DIALECT
     if path is None:
         return DatasetExpectations()
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    loader = yaml.SafeLoader(text)
     try:  # one parse: the node tree gives the line numbers, the same tree the values
-        node = loader.get_single_node()
-        raw = (loader.construct_document(node) if node is not None else None) or {}
+        value, node = compose_yaml(read_text(path), yaml.SafeLoader)
+        raw = value or {}
         lines = _lines(node)
+    except FileRefused as exc:
+        raise ExpectationsFileError(f"{path}:{exc.line or 1}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ExpectationsFileError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML: "
-                                    f"{getattr(exc, 'problem', None) or exc}") from None
-    finally:
-        loader.dispose()
+                                    f"{clip(str(getattr(exc, 'problem', None) or exc), 200)}") from None
     r = _Reader(path, lines)
     if not isinstance(raw, dict) or set(raw) - set(TOP_KEYS):
         extra = sorted(set(raw) - set(TOP_KEYS)) if isinstance(raw, dict) else []
@@ -98,7 +106,7 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
     if not isinstance(items, list):
         raise r.fail(("expectations",), "expected a list of expectations")
     for i, item in enumerate(items):
-        out.specs.append(_expectation(r, ("expectations", i), item))
+        out.specs.append(_expectation(r, ("expectations", i), item, dialect))
     totals = raw.get("totals") or []
     if not isinstance(totals, list):
         raise r.fail(("totals",), "expected a list of totals")
@@ -106,7 +114,7 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
         if decl is None:  # without the declaration the SQL cannot be built; the fields are still checked
             _total_fields(r, ("totals", i), item)
         else:
-            out.specs.append(totals_expectation(decl, _total(r, ("totals", i), item, decl)))
+            out.specs.append(totals_expectation(decl, _total(r, ("totals", i), item, decl), dialect))
     if "row_count" in raw:
         out.row_count = _band(r, raw["row_count"])
     return out
@@ -115,11 +123,11 @@ def load(path: Path | None, decl: Declaration | None = None) -> DatasetExpectati
 def _severity(r: _Reader, where: tuple, item: dict, default: str = "fail") -> str:
     severity = item.get("severity", default)
     if severity not in SEVERITIES:
-        raise r.fail(where + ("severity",), f"{severity!r} is not one of {', '.join(SEVERITIES)}")
+        raise r.fail(where + ("severity",), f"{shorten(severity)} is not one of {', '.join(SEVERITIES)}")
     return severity
 
 
-def _expectation(r: _Reader, where: tuple, item: Any) -> ExpectationSpec:
+def _expectation(r: _Reader, where: tuple, item: Any, dialect: str) -> ExpectationSpec:
     import great_expectations as gx
 
     if not isinstance(item, dict):
@@ -130,15 +138,23 @@ def _expectation(r: _Reader, where: tuple, item: Any) -> ExpectationSpec:
                      "use expectation, kwargs, severity, description or sql")
     severity = _severity(r, where, item)
     if "sql" in item:
-        _check_sql(r, where + ("sql",), item["sql"])
-        spec = ExpectationSpec("UnexpectedRowsExpectation", {"unexpected_rows_query": item["sql"]}, severity,
+        try:
+            query = batch_query(item["sql"], write=dialect)
+        except BatchSqlError as exc:
+            raise r.fail(where + ("sql",), f"{exc}. An expectation is one SELECT over {{batch}} whose rows are "
+                         "the violations") from None
+        spec = ExpectationSpec("UnexpectedRowsExpectation", {"unexpected_rows_query": query}, severity,
                                item.get("description") or "SQL expectation", "dataset")
         key = "sql"
     elif "expectation" in item:
         name = _camel(str(item["expectation"]))
-        if getattr(gx.expectations, name, None) is None:
+        cls = getattr(gx.expectations, name, None)
+        if cls is None:
             raise r.fail(where + ("expectation",),
-                         f"{item['expectation']!r} is not a Great Expectations 1.x expectation")
+                         f"{shorten(item['expectation'])} is not a Great Expectations 1.x expectation")
+        if any(f.endswith("query") for f in getattr(cls, "__fields__", {})):
+            raise r.fail(where + ("expectation",), f"{name} runs SQL text as written; write the query under "
+                         "`sql:` instead, where it is checked to be one SELECT over {batch}")
         kwargs = item.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise r.fail(where + ("kwargs",), "expected a mapping of argument names to values")
@@ -168,17 +184,6 @@ def _argument_errors(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _check_sql(r: _Reader, where: tuple, sql: Any) -> None:
-    if not isinstance(sql, str) or not sql.strip():
-        raise r.fail(where, "expected the text of a SELECT over {batch}")
-    if "{batch}" not in sql:
-        raise r.fail(where, "the query must read {batch} (the staged rows of this run), not a table by name")
-    try:
-        sql.format(batch="t")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise r.fail(where, f"braces other than {{batch}} must be doubled ({{{{ }}}}), as in a regex x{{{{3}}}}: {exc}") from None
-
-
 def _total_fields(r: _Reader, where: tuple, item: Any) -> tuple[str, str, list[str], float, str]:
     if not isinstance(item, dict):
         raise r.fail(where, "expected a mapping with dimension, value and metrics")
@@ -190,13 +195,13 @@ def _total_fields(r: _Reader, where: tuple, item: Any) -> tuple[str, str, list[s
             raise r.fail(where, f"`{key}:` is required")
     value = str(item["value"])
     if not MARKER_RE.match(value):
-        raise r.fail(where + ("value",), f"{value!r}: use letters, digits, spaces, '_', '.', '-' (at most 64)")
+        raise r.fail(where + ("value",), f"{shorten(value)}: use letters, digits, spaces, '_', '.', '-' (at most 64)")
     metrics = item["metrics"]
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise r.fail(where + ("metrics",), "expected a non-empty list of metric names")
     tolerance = item.get("tolerance", 0)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-        raise r.fail(where + ("tolerance",), f"{tolerance!r} is not a number >= 0")
+        raise r.fail(where + ("tolerance",), f"{shorten(tolerance)} is not a number >= 0")
     return str(item["dimension"]), value, metrics, float(tolerance), _severity(r, where, item)
 
 
@@ -204,13 +209,13 @@ def _total(r: _Reader, where: tuple, item: Any, decl: Declaration) -> Total:
     dimension, value, metrics, tolerance, severity = _total_fields(r, where, item)
     p = decl.spec.policy
     if dimension not in {d.name for d in p.dimensions}:
-        raise r.fail(where + ("dimension",), f"{dimension!r} is not a declared dimension "
+        raise r.fail(where + ("dimension",), f"{shorten(dimension)} is not a declared dimension "
                      f"({', '.join(d.name for d in p.dimensions)})")
     for i, m in enumerate(metrics):
         if m not in {x.name for x in p.metrics}:
-            raise r.fail(where + ("metrics", i), f"{m!r} is not a declared metric")
+            raise r.fail(where + ("metrics", i), f"{shorten(m)} is not a declared metric")
         if m == p.bucket_column:
-            raise r.fail(where + ("metrics", i), f"{m!r} counts distinct clients, which do not add up across "
+            raise r.fail(where + ("metrics", i), f"{shorten(m)} counts distinct clients, which do not add up across "
                          "cells; list additive metrics only")
     return Total(dimension, value, tuple(metrics), tolerance, severity)
 
@@ -228,7 +233,7 @@ def _band(r: _Reader, raw: Any) -> RowCountBand | None:
     high = raw.get("max_ratio", DEFAULT_ROW_COUNT_BAND.max_ratio)
     for key, v in (("min_ratio", low), ("max_ratio", high)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise r.fail(where + (key,), f"{v!r} is not a number >= 0")
+            raise r.fail(where + (key,), f"{shorten(v)} is not a number >= 0")
     if low > high:
         raise r.fail(where + ("min_ratio",), f"min_ratio {low} is above max_ratio {high}")
     return RowCountBand(float(low), float(high), _severity(r, where, raw, DEFAULT_ROW_COUNT_BAND.severity))

@@ -9,18 +9,32 @@ all go through here.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from pubdata.validation.expectations.identifier_scan import looks_like_identifier
+from pubdata.validation.expectations import finite_metrics, unique_dimensions
+from pubdata.validation.expectations.identifier_scan import IDENTIFIER_SPANS, looks_like_identifier
 
 WITHHELD = "[redacted]"  # what stands in for a value that may be an identifier
-_TOKEN = re.compile(r"[^\s'\"(),;=<>\[\]{}]+")
+ROW_COUNTS = ("UnexpectedRowsExpectation", finite_metrics.NAME, unique_dimensions.NAME)
+"""Checks whose observed value is a number of offending rows."""
 
 
 def redact_text(text: str) -> str:
-    """Free text (an error message) with every identifier-looking token replaced by [redacted]."""
-    return _TOKEN.sub(lambda m: WITHHELD if looks_like_identifier(m.group(0)) else m.group(0), text)
+    """Free text (an error message) with every identifier in it replaced by [redacted].
+
+    Searched with the scan's own patterns over the whole text, so an identifier that spans
+    spaces or brackets (alice (at) example (dot) com) is withheld as the scan would flag it.
+    """
+    spans = sorted(m.span() for pattern in IDENTIFIER_SPANS for m in pattern.finditer(text) if m.end() > m.start())
+    merged: list[list[int]] = []
+    for start, end in spans:  # overlapping matches (a JWT, and the base64 run inside it) are withheld as one
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    for start, end in reversed(merged):
+        text = text[:start] + WITHHELD + text[end:]
+    return text
 
 
 def redacted(value: Any) -> Any:
@@ -57,6 +71,6 @@ def shown(check: dict[str, Any]) -> dict[str, str]:
     expected = check.get("expected")
     if isinstance(expected, dict) and set(expected) == {"unexpected_rows_query"}:
         expected = "no rows"  # an SQL expectation: the query lists the violations
-    if isinstance(observed, int) and not isinstance(observed, bool) and check.get("expectation") == "UnexpectedRowsExpectation":
+    if isinstance(observed, int) and not isinstance(observed, bool) and check.get("expectation") in ROW_COUNTS:
         observed = f"{observed} row(s)"
     return {"observed": _text(observed), "expected": _text(expected), "sample": sample_text}

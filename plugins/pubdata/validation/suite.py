@@ -1,6 +1,6 @@
 """The validation suite of a dataset: what the policy requires of every staged table, the checks
-the declaration implies on the warehouse's engine, the dataset's own expectations file and the
-row-count band."""
+the declaration implies on the warehouse's engine (column types, finite metrics, one row per
+cell, the identifier scan), the dataset's own expectations file and the row-count band."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pubdata.sql.rewrite import enforces_minimum
 from pubdata.validation import expectations_file
 from pubdata.validation.expectations import client_counts, differencing
 from pubdata.validation.expectations.column_types import column_types_expectation
+from pubdata.validation.expectations.finite_metrics import finite_metrics
 from pubdata.validation.expectations.identifier_scan import identifier_scan
 from pubdata.validation.expectations.row_count_band import row_count_band
+from pubdata.validation.expectations.unique_dimensions import unique_dimensions
 from pubdata.validation.spec import ExpectationSpec
 from pubdata.warehouses.base import INTERNAL_COLUMNS
 
@@ -73,7 +75,8 @@ def suite_for(decl: Declaration, warehouse: type[Warehouse] | Warehouse,
     """The whole suite: the policy's expectations, the checks the declaration implies on this
     warehouse (column types, identifier scan), the dataset's own file, and the row-count band
     against `previous` (label, rows), the last published partition, when there is one."""
-    own = expectations_file.load(decl.expectations_path, decl)
-    declared = [column_types_expectation(decl), *identifier_scan(decl, warehouse)]
+    own = expectations_file.load(decl.expectations_path, decl, warehouse)
+    declared = [column_types_expectation(decl), *finite_metrics(decl), *unique_dimensions(decl),
+                *identifier_scan(decl, warehouse)]
     counted = client_counts.expectations(decl) + differencing.expectations(decl)
     return policy_expectations(decl) + counted + declared + own.specs + row_count_band(own.row_count, previous)

@@ -118,6 +118,11 @@ class Warehouse(ABC):
     def quote(name: str) -> str:
         """A column name as an identifier of this engine's SQL."""
 
+    FINGERPRINT: ClassVar[str]
+    """SQL over `{table}` returning one text value that changes whenever any row does, whatever the
+    row order: `rows:xor:sum` of a hash per row. Validation records it, export compares it."""
+    SQL_DIALECT: ClassVar[str]
+    """sqlglot's name for the engine's SQL: what expectations are rendered in."""
     STRING_TYPE: ClassVar[str]
     REGEX_CONTAINS: ClassVar[str]
     """SQL true when {expression} (text) contains a match of the RE2 pattern '{pattern}'."""
@@ -190,6 +195,10 @@ class Warehouse(ABC):
     @abstractmethod
     def scalar(self, staged: StagedTable, sql: str) -> Any:
         """Evaluate one SQL expression over the staged table; `{table}` in sql names it."""
+
+    def fingerprint(self, staged: StagedTable) -> str:
+        """The staged rows' fingerprint (FINGERPRINT), computed in the warehouse."""
+        return str(self.scalar(staged, self.FINGERPRINT))
 
     @abstractmethod
     def gx_batch(self, context: Any, staged: StagedTable) -> Any:

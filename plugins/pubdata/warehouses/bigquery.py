@@ -154,6 +154,10 @@ class BigQueryWarehouse(Warehouse):
     """
 
     engine = "bigquery"
+    SQL_DIALECT = "bigquery"
+    FINGERPRINT = ("SELECT FORMAT('%d:%d:%s', COUNT(*), IFNULL(BIT_XOR(h), 0), "
+                   "CAST(IFNULL(SUM(CAST(h AS BIGNUMERIC)), 0) AS STRING)) "
+                   "FROM (SELECT FARM_FINGERPRINT(TO_JSON_STRING(r)) AS h FROM {table} AS r)")
     STRING_TYPE = "STRING"
     REGEX_CONTAINS = "REGEXP_CONTAINS({expression}, r'{pattern}')"
     TYPE_FAMILIES = {

@@ -4,6 +4,13 @@ The source file holds the production tables under their dataset schemas (telemet
 it is only ever attached READ_ONLY, so any number of runs can read it at once. Each dataset stages
 into its own DuckDB file (one writer per file), one table per partition. Query parameters stay
 parameters: sqlglot turns BigQuery's @name into DuckDB's $name and the values are bound by DuckDB.
+
+Every connection is sandboxed (README, "What the embedded engine allows"): once the source is
+attached, external access is off (no file, URL, ATTACH, COPY or extension), no extension loads,
+and the configuration is locked, so a reviewed query or an expectation reads the warehouse's own
+tables and nothing else. Validation and export open the staging file read-only; Great
+Expectations gets its connections from the same function, so they are sandboxed alike (and, as
+DuckDB requires of connections to one file in one process, configured alike).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +37,18 @@ if TYPE_CHECKING:
     from pubdata.stores.base import Store
 
 SOURCE_ALIAS = "source"
+SANDBOX_CONFIG: dict[str, Any] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
+"""Set when a connection opens (DuckDB takes these only then); the rest of the sandbox follows the ATTACH."""
+TUNABLE_SETTINGS = ("memory_limit", "threads")
+"""What may still be SET once the configuration is locked: export sizes its buffer pool per attempt."""
+SANDBOX_REFUSAL = (
+    "the embedded warehouse reads only its own tables: no files, URLs, ATTACH, COPY, extensions or "
+    "settings"
+)
 
 
 def transpile(query: str, materialize: tuple[str, ...] = ()) -> str:
@@ -126,6 +146,9 @@ def _gx_datasource_type():
 
 class DuckDBWarehouse(Warehouse):
     engine = "duckdb"
+    SQL_DIALECT = "duckdb"
+    FINGERPRINT = ("SELECT count(*) || ':' || coalesce(bit_xor(h), 0) || ':' || coalesce(sum(h::HUGEINT), 0) "
+                   "FROM (SELECT hash(r) AS h FROM {table} AS r)")
     STRING_TYPE = "VARCHAR"
     REGEX_CONTAINS = "regexp_matches({expression}, '{pattern}')"
     TYPE_FAMILIES = {
@@ -168,31 +191,70 @@ class DuckDBWarehouse(Warehouse):
     def staging_file(self, dataset_id: str) -> Path:
         return self.staging_dir / f"{dataset_id}.duckdb"
 
-    @contextmanager
-    def _connect(self, dataset_id: str, *, read_only: bool, attach_source: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    def spill_dir(self, dataset_id: str) -> Path:
+        """Where DuckDB may spill a sort or a join of this dataset (its temp_directory)."""
+        return self.staging_dir / ".spill" / dataset_id
+
+    def _open(self, dataset_id: str, *, read_only: bool, attach_source: bool) -> duckdb.DuckDBPyConnection:
+        """A sandboxed connection to the dataset's staging file (read-only for validation and export)."""
         path = self.staging_file(dataset_id)
         if read_only and not path.exists():
             raise WarehouseError(f"no staged data for {dataset_id} at {path}: run the stage task first")
+        if attach_source and not self.source.is_file():
+            raise WarehouseError(
+                f"source warehouse {self.source} does not exist: run `pubdata synth` to generate the "
+                "synthetic tables, or point PUBDATA_WAREHOUSE at a DuckDB file"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.spill_dir(dataset_id).parent.mkdir(parents=True, exist_ok=True)  # DuckDB makes the last level only
+        # One configuration for every connection to a staging file: DuckDB refuses a second
+        # connection with a different one in the same process (Airflow `dags test` runs all tasks
+        # in one process, and GX may still hold its connection). The temp directory is part of
+        # it, as it cannot be changed once external access is off.
+        config = {**SANDBOX_CONFIG, "temp_directory": str(self.spill_dir(dataset_id))}
         try:
-            # One configuration for every connection to a staging file: DuckDB refuses a second
-            # connection with a different one in the same process (Airflow `dags test` runs all
-            # tasks in one process, and GX may still hold its connection). read_only is enforced
-            # by what each method does, the source warehouse is attached READ_ONLY.
-            con = duckdb.connect(str(path))
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open staging database {path}: {exc}") from exc
         try:
+            self._lock_down(con, attach_source)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _lock_down(self, con: duckdb.DuckDBPyConnection, attach_source: bool) -> None:
+        """Attach the source if asked, then turn external access off and lock the configuration.
+
+        Settings belong to the database instance, which every connection to the file in this
+        process shares: the first connection locks it, later ones find it locked.
+        """
+        if not _setting(con, "lock_configuration"):
             if attach_source:
-                if not self.source.is_file():
-                    raise WarehouseError(
-                        f"source warehouse {self.source} does not exist: run `pubdata synth` to generate the "
-                        "synthetic tables, or point PUBDATA_WAREHOUSE at a DuckDB file"
-                    )
                 con.execute(f"ATTACH '{_sql_str(self.source)}' AS {SOURCE_ALIAS} (READ_ONLY)")
+            con.execute("SET enable_external_access = false")
+            con.execute(f"SET allowed_configs = [{', '.join(repr(s) for s in TUNABLE_SETTINGS)}]")
+            con.execute("SET lock_configuration = true")
+        elif attach_source and not con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                                                [SOURCE_ALIAS]).fetchall()[0][0]:
+            raise WarehouseError("the staging database is already open in this process without the source "
+                                 "warehouse attached: close it (finish the other task) and stage again")
+        if _setting(con, "enable_external_access") or not _setting(con, "lock_configuration"):
+            raise WarehouseError("the embedded warehouse could not be sandboxed: refusing to run queries on it")
+
+    @contextmanager
+    def _connect(self, dataset_id: str, *, read_only: bool, attach_source: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._open(dataset_id, read_only=read_only, attach_source=attach_source)
+        try:
             yield con
         finally:
             con.close()
+
+    def _gx_connection(self, dataset_id: str) -> Any:
+        """The DB-API connection GX's engines use (their `creator`): ours, read-only and sandboxed."""
+        from duckdb_engine import ConnectionWrapper
+
+        return ConnectionWrapper(self._open(dataset_id, read_only=True, attach_source=False))
 
     @staticmethod
     def _table(staged: StagedTable) -> str:
@@ -213,6 +275,10 @@ class DuckDBWarehouse(Warehouse):
                 ordered = tuple(c for c in order_by or () if c in present)
                 ordering = f" ORDER BY {', '.join(_ident(c) for c in ordered)}" if ordered else ""
                 con.execute(f"CREATE OR REPLACE TABLE {self._table(staged)} AS SELECT * FROM (\n{sql}\n) AS q{ordering}", bound)
+            except duckdb.PermissionException as exc:
+                raise QueryError(f"the reviewed query reaches outside the warehouse, which DuckDB refused "
+                                 f"({str(exc).splitlines()[0]}): {SANDBOX_REFUSAL}. Read production tables "
+                                 "by name (`project.dataset.table`)") from None
             except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException) as exc:
                 raise QueryError(f"the reviewed query failed in DuckDB: {exc}") from None
             except duckdb.Error as exc:
@@ -260,6 +326,7 @@ class DuckDBWarehouse(Warehouse):
         name = f"staged_{staged.dataset_id.replace('.', '_')}"
         datasource = context.data_sources.add_or_update_pubdata_duckdb(
             name=name, connection_string=f"duckdb:///{staged.location}",
+            kwargs={"creator": functools.partial(self._gx_connection, staged.dataset_id)},
         )
         asset = datasource.add_table_asset(name=staged.table, table_name=staged.table)
         return asset.add_batch_definition_whole_table("whole").get_batch()
@@ -268,7 +335,7 @@ class DuckDBWarehouse(Warehouse):
     def export_source(self, staged: StagedTable, work: Path, store: Store,
                       staging_prefix: str) -> Iterator[ExportSource]:
         """The staged table itself, on a connection to its staging file; scanned when in export order."""
-        spill = self.staging_dir / ".spill" / staged.dataset_id
+        spill = self.spill_dir(staged.dataset_id)
         with self._connect(staged.dataset_id, read_only=True, attach_source=False) as con:
             yield ExportSource(con, self._table(staged), staged.ordered_by, spill)
 
@@ -276,6 +343,10 @@ class DuckDBWarehouse(Warehouse):
         with contextlib.suppress(WarehouseError):
             with self._connect(staged.dataset_id, read_only=False, attach_source=False) as con:
                 con.execute(f"DROP TABLE IF EXISTS {self._table(staged)}")
+
+
+def _setting(con: duckdb.DuckDBPyConnection, name: str) -> Any:
+    return con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0]  # fetchall: no result left open
 
 
 def _ident(name: str) -> str:

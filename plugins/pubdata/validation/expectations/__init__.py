@@ -14,14 +14,22 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pubdata.errors import ExpectationsFileError
-from pubdata.validation.expectations import client_counts, column_types, differencing, forbidden_columns, geo
+from pubdata.validation.expectations import (
+    client_counts,
+    column_types,
+    differencing,
+    finite_metrics,
+    forbidden_columns,
+    geo,
+    unique_dimensions,
+)
 from pubdata.validation.spec import ExpectationSpec
 
 if TYPE_CHECKING:
     from pubdata.declarations import Declaration
     from pubdata.warehouses.base import Column, StagedTable, Warehouse
 
-CUSTOM = (forbidden_columns, geo)
+CUSTOM = (forbidden_columns, geo, finite_metrics, unique_dimensions)
 """Modules defining expectations GX does not ship; each has gx_expectations() -> {name: class}."""
 
 NativeCheck = Callable[[ExpectationSpec, "Declaration", "Warehouse", "StagedTable", "list[Column]"], dict[str, Any]]

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from pubdata.declarations import Declaration
+from pubdata.validation.batch_sql import SOURCE_DIALECT, batch_query
 from pubdata.validation.spec import ExpectationSpec
 
 MARKER_RE = re.compile(r"^[A-Za-z0-9 _.\-]{1,64}$")
@@ -45,9 +46,11 @@ def totals_sql(decl: Declaration, total: Total) -> str:
     return f"SELECT t.{total.dimension} FROM {{batch}} AS t {join} WHERE t.{total.dimension} = {marker} AND ({differs})"
 
 
-def totals_expectation(decl: Declaration, total: Total) -> ExpectationSpec:
+def totals_expectation(decl: Declaration, total: Total, dialect: str = SOURCE_DIALECT) -> ExpectationSpec:
+    """The expectation, its SQL rendered for `dialect` (the warehouse's)."""
+    query = batch_query(totals_sql(decl, total), write=dialect)
     return ExpectationSpec(
-        "UnexpectedRowsExpectation", {"unexpected_rows_query": totals_sql(decl, total)}, total.severity,
+        "UnexpectedRowsExpectation", {"unexpected_rows_query": query}, total.severity,
         f"rows with {total.dimension} = {total.value} equal the sum of the published cells ({', '.join(total.metrics)})",
         "dataset", columns=tuple([d.name for d in decl.spec.policy.dimensions] + list(total.metrics)),
     )
