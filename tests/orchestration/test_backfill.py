@@ -11,6 +11,7 @@ import pytest
 
 from pubdata.config import Settings
 from pubdata.orchestration import backfill, records
+from pubdata.stores.local import LocalStore
 from tests.support.harness import Harness
 from tests.support.project import pubdata_cli
 
@@ -24,14 +25,12 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 def test_plan_skips_days_published_by_the_current_query(tmp_path):
-    from pubdata.stores.local import LocalStore
-
     cfg = _settings(tmp_path)
     decl = Harness(tmp_path, LocalStore(tmp_path / "public")).declare("ds.daily_v1")
     day = dt.date(2026, 11, 1)
-    records.RunRecords(cfg.internal_dir).update(decl.id, "2026-11-01", state="published", query_sha256=decl.query_sha256)
-    records.RunRecords(cfg.internal_dir).update(decl.id, "2026-11-02", state="published", query_sha256="0" * 64)  # older query
-    records.RunRecords(cfg.internal_dir).update(decl.id, "2026-11-03", state="quarantined", query_sha256=decl.query_sha256)
+    records.RunRecords.open(cfg).update(decl.id, "2026-11-01", state="published", query_sha256=decl.query_sha256)
+    records.RunRecords.open(cfg).update(decl.id, "2026-11-02", state="published", query_sha256="0" * 64)  # older query
+    records.RunRecords.open(cfg).update(decl.id, "2026-11-03", state="quarantined", query_sha256=decl.query_sha256)
 
     plan = backfill.plan(cfg, decl, day, day + dt.timedelta(days=3))
     assert plan.skipped == [day]
@@ -41,8 +40,6 @@ def test_plan_skips_days_published_by_the_current_query(tmp_path):
 
 
 def test_ranges_that_cannot_run_say_what_to_change(tmp_path):
-    from pubdata.stores.local import LocalStore
-
     cfg = _settings(tmp_path)
     harness = Harness(tmp_path, LocalStore(tmp_path / "public"))
     daily, whole = harness.declare("ds.daily_v1"), harness.declare("ds.whole_v1", incremental=False)
@@ -87,7 +84,7 @@ def test_backfill_two_days_through_airflow_and_resume_after_a_failure(project):
     assert "2026-10-31: published" in out and "2026-11-01: FAILED (quarantined)" in out
     assert "2026-11-01 is held back" in out and "resumes from 2026-11-01" in out
     assert list(json.loads(listing_path.read_text())) == ["2026-10-31"]
-    published_at = records.RunRecords(home / "internal").get(EXAMPLE, "2026-10-31").finished_at
+    published_at = records.RunRecords(LocalStore(home / "private" / "state")).get(EXAMPLE, "2026-10-31").finished_at
 
     hold.unlink()
     second = pubdata_cli("backfill", EXAMPLE, "--start", "2026-10-31", "--end", "2026-11-01")
@@ -96,7 +93,7 @@ def test_backfill_two_days_through_airflow_and_resume_after_a_failure(project):
     assert second.returncode == 0, out
     assert "skipping 1 day(s) already published by this query" in out
     assert "2026-10-31: published" not in out and "2026-11-01: published" in out
-    assert records.RunRecords(home / "internal").get(EXAMPLE, "2026-10-31").finished_at == published_at  # not re-run
+    assert records.RunRecords(LocalStore(home / "private" / "state")).get(EXAMPLE, "2026-10-31").finished_at == published_at  # not re-run
     listing = json.loads(listing_path.read_text())
     assert list(listing) == ["2026-10-31", "2026-11-01"]
     for day, urls in listing.items():
