@@ -91,10 +91,18 @@ def _work_dir(work_root: Path | None, decl: Declaration) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def discard(staging: Store, exported: list[ExportedFile]) -> None:
-    """Remove staged files once they are published (or abandoned); never raises."""
+def discard(staging: Store, exported: list[ExportedFile], *, strict: bool = False) -> None:
+    """Remove staged files once they are published (or abandoned).
+
+    Every file is tried; a failure is raised at the end when strict (publish's cleanup, which a
+    retry repeats), else left behind: private leftovers are cleared by the next export of the
+    partition, or by the staging bucket's lifecycle rule.
+    """
+    failed: StoreError | None = None
     for f in exported:
         try:
             staging.delete(f.staged_key)
-        except StoreError:
-            pass  # private leftovers: cleared by the next export of the partition, or the lifecycle rule
+        except StoreError as exc:
+            failed = exc
+    if strict and failed is not None:
+        raise failed

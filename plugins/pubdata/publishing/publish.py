@@ -127,11 +127,13 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
                                  f"{key} was never published: run export again (clear the export task)") from exc
         files.append({"name": f.name, "url": public_url(base_url, key), "format": f.format,
                       "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows})
+    # The public copies exist from here on: the staged ones are not needed, even by a retry.
     try:
         result = _switch(decl, staged, files, columns, store, base_url, validation, now, version)
-    finally:
-        # The public copies exist from here on: the staged ones are not needed, even by a retry.
+    except BaseException:
         discard(staging, exported)
+        raise
+    discard(staging, exported, strict=True)  # a cleanup that failed fails the task: its retry cleans up
     return result
 
 
