@@ -280,8 +280,8 @@ def _submit_backfill(cfg, decl, first: dt.date, last: dt.date, force: bool) -> N
         err.print(f"[red]backfill of {decl.id} not submitted[/red]: {exc}")
         raise typer.Exit(1) from None
     if not submitted.dates:
-        console.print(f"[green]nothing to do[/green]: every day from {first} to {last} already has a successful run "
-                      f"in Airflow ({cfg.airflow_api_url}); --force runs them again")
+        console.print(f"[green]nothing to do[/green]: every day from {first} to {last} already has a run in Airflow "
+                      f"({cfg.airflow_api_url}) that succeeded or is still going; --force runs the finished ones again")
         return
     backfill_id = submitted.backfill.get("id")
     console.print(f"Submitted backfill {backfill_id} of {decl.dag_id} to {cfg.airflow_api_url}: "
