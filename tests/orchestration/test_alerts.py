@@ -334,3 +334,39 @@ def test_the_run_summary_withholds_identifier_looking_values():
 
     assert tasks._check(warning).observed == {"unexpected": ["Linux", "[redacted]"], "count": 2}
     assert tasks._check(forbidden).observed == "columns: client_id"
+
+
+def test_a_missed_deadline_alerts_on_call(project, webhook):
+    """What Airflow's triggerer calls when a run is not done by its deadline (DeadlineAlert, AsyncCallback)."""
+    import asyncio
+
+    context = {"dag_run": {"dag_run_id": "scheduled__2026-11-01T05:00:00+00:00", "conf": {},
+                           "logical_date": "2026-11-01T05:00:00+00:00"},
+               "deadline": {"id": "d1", "deadline_time": "2026-11-02T17:00:00+00:00"}}
+    asyncio.run(alerts.on_deadline(context=context, dataset_id=EXAMPLE))
+
+    [req] = webhook.requests
+    text = json.dumps(req["json"])
+    assert f"pubdata {EXAMPLE} 2026-11-01: the run has not finished by its deadline" in req["json"]["text"]
+    assert "not finished by its deadline 2026-11-02T17:00:00+00:00" in text
+    assert "scheduled__2026-11-01T05:00:00+00:00" in text and "data-eng@example.org" in text
+
+
+def test_status_says_which_kind_of_error_failed_a_run_and_links_the_log(project, webhook):
+    from pubdata.errors import QueryError
+    from pubdata.orchestration.dag_factory import _alert_on_failure
+
+    records.RunRecords.open(settings()).start(EXAMPLE, DAY, "manual__2026-11-01")
+    context = _context(ConnectionError("warehouse unavailable"))
+    _alert_on_failure(EXAMPLE, {**context, "ti": SimpleNamespace(task_id="stage", log_url="http://airflow.local/log/1")})
+    rows = {r["dataset"]: r for r in json.loads(pubdata_cli("status", "--json").stdout)}
+    row = rows[EXAMPLE]
+    assert row["error_kind"] == "infrastructure" and row["state"] == "failed" and row["log"] == "http://airflow.local/log/1"
+    assert row["outcome"] == "infrastructure error in stage: ConnectionError: warehouse unavailable"
+    assert "*Failure:* infrastructure error (retried, then given up)" in json.dumps(webhook.requests[0]["json"])
+
+    records.RunRecords.open(settings()).start(EXAMPLE, DAY, "manual__2026-11-01b")
+    _alert_on_failure(EXAMPLE, _context(QueryError("Unrecognized name: contry"), run_id="manual__2026-11-01b"))
+    row = {r["dataset"]: r for r in json.loads(pubdata_cli("status", "--json").stdout)}[EXAMPLE]
+    assert row["error_kind"] == "data" and row["outcome"].startswith("data error in validate: QueryError")
+    assert "*Failure:* data error (not retried)" in json.dumps(webhook.requests[1]["json"])
