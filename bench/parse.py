@@ -67,7 +67,7 @@ for i in range(N):
         max_active_runs=1,
         dagrun_timeout=dt.timedelta(days=1),
         deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(hours=12),
-                               callback=AsyncCallback("pubdata.orchestration.alerts.on_deadline",
+                               callback=AsyncCallback("pubdata.orchestration.deadlines.on_deadline",
                                                       kwargs={{"dataset_id": dataset_id}})),
         default_args={{"owner": "data-eng@example.org", "retries": 2, "retry_delay": dt.timedelta(minutes=2),
                       "retry_exponential_backoff": 2.0, "max_retry_delay": dt.timedelta(minutes=30),

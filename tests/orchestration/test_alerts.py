@@ -343,7 +343,9 @@ def test_a_missed_deadline_alerts_on_call(project, webhook):
     context = {"dag_run": {"dag_run_id": "scheduled__2026-11-01T05:00:00+00:00", "conf": {},
                            "logical_date": "2026-11-01T05:00:00+00:00"},
                "deadline": {"id": "d1", "deadline_time": "2026-11-02T17:00:00+00:00"}}
-    asyncio.run(alerts.on_deadline(context=context, dataset_id=EXAMPLE))
+    from pubdata.orchestration import deadlines
+
+    asyncio.run(deadlines.on_deadline(context=context, dataset_id=EXAMPLE))
 
     [req] = webhook.requests
     text = json.dumps(req["json"])

@@ -110,6 +110,7 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         (runnable if v.allows_publish else refused).append((d, v))
     console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
     runner.ensure_airflow_db(cfg)
+    runner.prime_gate(cfg, [d for d, _ in runnable])
     outcomes = []
     for d, _ in runnable:
         with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:

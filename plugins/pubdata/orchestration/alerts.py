@@ -314,14 +314,8 @@ def task_log_url(ti: Any) -> str | None:
     return url + (f"?try_number={try_number}" if try_number else "")
 
 
-async def on_deadline(context: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    """Airflow's deadline alert (DeadlineAlert, run by the triggerer): the run is late; tell on-call."""
-    import asyncio
-
-    await asyncio.to_thread(deadline_missed, context or {}, **kwargs)
-
-
 def deadline_missed(context: dict[str, Any], *, dataset_id: str, deadline: str = "") -> None:
+    """A run is not done by its deadline (called through orchestration.deadlines.on_deadline)."""
     cfg = settings()
     run = context.get("dag_run") or {}
     run_id = str(run.get("dag_run_id") or run.get("run_id") or "unknown run")

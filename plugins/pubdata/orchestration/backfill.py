@@ -81,6 +81,7 @@ def run(cfg: Settings, decl: Declaration, dates: list[dt.date], *,
         on_task: Callable[[runner.TaskEvent], None] | None = None) -> list[runner.RunOutcome]:
     """Run the days in order; stop at the first failure (the rest would likely fail the same way)."""
     runner.ensure_airflow_db(cfg)
+    runner.prime_gate(cfg, [decl])
     outcomes = []
     for day in dates:
         on_start(day)

@@ -218,7 +218,7 @@ def _deadline(dataset_id: str, interval: dt.timedelta):
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=interval,
-                         callback=AsyncCallback("pubdata.orchestration.alerts.on_deadline",
+                         callback=AsyncCallback("pubdata.orchestration.deadlines.on_deadline",
                                                 kwargs={"dataset_id": dataset_id}))
 
 

@@ -267,6 +267,11 @@ def run(project: Path, day: str) -> int:
         pubdata = str(Path(binary).with_name("pubdata"))
         _say(f"synthetic warehouse (shared): {layout.root / 'warehouse.duckdb'}")
         subprocess.run([pubdata, "synth"], env=control, check=True)
+        cfg = settings()
+        catalog = load_all(project)
+        decls = [d for d in sorted(catalog.declarations.values(), key=lambda d: d.id) if verdict(d.spec).allows_publish]
+        refused = [(d, verdict(d.spec)) for d in catalog.declarations.values() if not verdict(d.spec).allows_publish]
+        runner.prime_gate(cfg, decls)  # the dag-processor's first parse then builds every DAG at once
         _say(f"PostgreSQL on 127.0.0.1:{pg_port}, Redis on 127.0.0.1:{redis_port}: migrating the metadata DB ...")
         subprocess.run([binary, "db", "migrate"], env=control, check=True, stdout=subprocess.DEVNULL)
         procs.start("api-server", [binary, "api-server", "-H", "127.0.0.1", "-p", str(api_port)], control)
@@ -284,10 +289,6 @@ def run(project: Path, day: str) -> int:
         api.call("POST", "/api/v2/pools", json={"name": WAREHOUSE_POOL, "slots": warehouse_pool_slots(),
                                                 "description": "pubdata: warehouse work", "include_deferred": False})
 
-        cfg = settings()
-        catalog = load_all(project)
-        decls = [d for d in sorted(catalog.declarations.values(), key=lambda d: d.id) if verdict(d.spec).allows_publish]
-        refused = [(d, verdict(d.spec)) for d in catalog.declarations.values() if not verdict(d.spec).allows_publish]
 
         def parsed() -> dict[str, Any] | None:
             dags = {d["dag_id"]: d for d in api.call("GET", "/api/v2/dags", params={"limit": 1000})["dags"]}

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pubdata.config import Settings
 from pubdata.orchestration.dag_factory import CATALOG_DAG_ID, DEADLINES_ENV, WAREHOUSE_POOL, warehouse_pool_slots
@@ -67,6 +68,21 @@ def ensure_airflow_db(cfg: Settings) -> None:
     if not pool_stamp.exists():
         ensure_pool(cfg, slots)
         pool_stamp.touch()
+
+
+def prime_gate(cfg: Settings, decls: list[Any]) -> None:
+    """Run the static checks of these declarations here, filling the cache the DAG file reads.
+
+    The DAG file checks changed declarations within a time budget and leaves the others without a
+    DAG until a later parse (gate.GateCache); `airflow dags test` parses once, so a first run on a
+    busy machine could find its DAG missing. Checked here first, its parse finds every answer.
+    """
+    from pubdata import gate
+
+    cache = gate.GateCache(cfg.internal_dir / "cache" / gate.GATE_FILE)
+    for decl in decls:
+        cache.static_problems(decl, cfg.project)
+    cache.save()
 
 
 def ensure_pool(cfg: Settings, slots: int, env: dict[str, str] | None = None) -> None:
