@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATE ?= 2026-11-01
 export PUBDATA_PROJECT := $(CURDIR)
 
-.PHONY: install demo test test-fast lint check bench lock clean airflow
+.PHONY: install demo demo-distributed test test-fast lint check bench lock clean airflow
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 	$(BIN)/pubdata synth
 	$(BIN)/pubdata check --all
 	$(BIN)/pubdata run --date $(DEMO_DATE)
+
+# The same datasets on a real multi-worker Airflow: CeleryExecutor, PostgreSQL, Redis (Debian
+# packages, installed if missing), two workers; everything under var/distributed/, stopped at the end.
+demo-distributed: $(STAMP)
+	$(BIN)/python -m pubdata.orchestration.distributed $(DEMO_DATE)
 
 check: $(STAMP)
 	$(BIN)/pubdata check

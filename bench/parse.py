@@ -35,11 +35,15 @@ import datetime as dt
 import functools
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param
+from airflow.providers.standard.sensors.python import PythonSensor
+from airflow.sdk import DAG, Asset, AssetAny, Param
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 N = {n}
 TIMETABLE = CronDataIntervalTimetable("0 5 * * *", timezone="UTC")
+POOL = "pubdata_warehouse"
 
 
 def noop(*args, **context):
@@ -50,16 +54,23 @@ def alert(dataset_id, context):
     return None
 
 
+assets = []
 for i in range(N):
     dataset_id = f"{dataset}.page_loads_{{i:04d}}_v1"
+    asset = Asset(name=f"pubdata.{{dataset_id}}", uri=f"pubdata://{dataset}/page_loads_{{i:04d}}/v1", group="pubdata")
+    assets.append(asset)
     with DAG(
         dag_id=f"publish_{dataset}__page_loads_{{i:04d}}_v1",
         schedule=TIMETABLE,
         start_date=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
         catchup=False,
         max_active_runs=1,
+        dagrun_timeout=dt.timedelta(days=1),
+        deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(hours=12),
+                               callback=AsyncCallback("pubdata.orchestration.deadlines.on_deadline",
+                                                      kwargs={{"dataset_id": dataset_id}})),
         default_args={{"owner": "data-eng@example.org", "retries": 2, "retry_delay": dt.timedelta(minutes=2),
-                      "retry_exponential_backoff": True, "max_retry_delay": dt.timedelta(minutes=30),
+                      "retry_exponential_backoff": 2.0, "max_retry_delay": dt.timedelta(minutes=30),
                       "on_failure_callback": functools.partial(alert, dataset_id)}},
         doc_md="# Page loads\\n\\nhand-written",
         description="Page loads by country, OS, locale and channel",
@@ -67,11 +78,30 @@ for i in range(N):
         owner_links={{"data-eng@example.org": "mailto:data-eng@example.org"}},
         {params}
     ) as dag:
-        stage = PythonOperator(task_id="stage", python_callable=noop, op_args=[dataset_id])
-        validate = PythonOperator(task_id="validate", python_callable=noop, op_args=[dataset_id, stage.output])
-        export = PythonOperator(task_id="export", python_callable=noop, op_args=[dataset_id, stage.output, validate.output])
-        PythonOperator(task_id="publish", python_callable=noop, op_args=[dataset_id, stage.output, export.output])
+        wait = PythonSensor(task_id="wait_for_telemetry__clients_daily", python_callable=noop,
+                            op_args=[dataset_id, "moz-fx-data-shared-prod.telemetry.clients_daily"], mode="reschedule",
+                            poke_interval=dt.timedelta(minutes=10), timeout=dt.timedelta(hours=12),
+                            execution_timeout=dt.timedelta(minutes=5), pool=POOL)
+        stage = PythonOperator(task_id="stage", python_callable=noop, op_args=[dataset_id], pool=POOL,
+                               execution_timeout=dt.timedelta(hours=2))
+        validate = PythonOperator(task_id="validate", python_callable=noop, op_args=[dataset_id, stage.output],
+                                  pool=POOL, execution_timeout=dt.timedelta(hours=1))
+        export = PythonOperator(task_id="export", python_callable=noop, pool=POOL,
+                                op_args=[dataset_id, stage.output, validate.output],
+                                execution_timeout=dt.timedelta(hours=2))
+        PythonOperator(task_id="publish", python_callable=noop, outlets=[asset],
+                       op_args=[dataset_id, stage.output, validate.output, export.output],
+                       execution_timeout=dt.timedelta(hours=1))
+        wait >> stage
     globals()[dag.dag_id] = dag
+
+with DAG(dag_id="pubdata_catalog", schedule=AssetAny(*assets), start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+         catchup=False, max_active_runs=1, is_paused_upon_creation=False, dagrun_timeout=dt.timedelta(hours=1),
+         default_args={{"owner": "pubdata", "retries": 2, "retry_delay": dt.timedelta(minutes=1),
+                       "retry_exponential_backoff": 2.0}},
+         doc_md="# The public catalog", tags=["pubdata", "catalog"]) as catalog:
+    PythonOperator(task_id="rebuild", python_callable=noop, execution_timeout=dt.timedelta(minutes=30))
+globals()[catalog.dag_id] = catalog
 '''
 PLAIN_PARAMS = ('params={"submission_date": Param(None, type=["null", "string"], format="date", '
                 'description="Publish this day instead of the logical date")},')

@@ -1,7 +1,10 @@
 """Runtime configuration, read from the environment.
 
 Defaults are the embedded stack: everything lives under PUBDATA_HOME (var/ in the project),
-DuckDB for the warehouse, a local directory for the public bucket.
+DuckDB for the warehouse, a local directory for the public bucket and, beside it, private
+directories for staging (PUBDATA_HOME/private/staging) and run state (PUBDATA_HOME/private/state).
+With a public bucket on GCS, tasks may run on several machines: staging and run state must then
+be named explicitly (a private bucket), never defaulted to one machine's disk.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pubdata.errors import ConfigurationError
 
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000/"
 
@@ -35,6 +40,30 @@ class Settings:
     bucket_url: str
     public_base_url: str
     alert_webhook_url: str | None
+    staging_bucket_url: str | None = None  # PUBDATA_STAGING_BUCKET
+    state_store_url: str | None = None     # PUBDATA_STATE_URL
+    airflow_api_url: str | None = None     # PUBDATA_AIRFLOW_API_URL
+
+    @property
+    def staging_url(self) -> str:
+        """Where export stages parts and BigQuery extracts shards before publish copies them."""
+        return self._private("staging", self.staging_bucket_url, "PUBDATA_STAGING_BUCKET")
+
+    @property
+    def state_url(self) -> str:
+        """Where run records, quarantine marks and validation reports live, for every worker and the CLI."""
+        return self._private("state", self.state_store_url, "PUBDATA_STATE_URL")
+
+    def _private(self, name: str, configured: str | None, variable: str) -> str:
+        if configured:
+            return configured
+        if not self.bucket_url.startswith("file://"):
+            raise ConfigurationError(
+                f"PUBDATA_BUCKET={self.bucket_url} is not a local directory, so tasks may run on several machines: "
+                f"set {variable} to a private location every worker reaches (e.g. gs://<private-bucket>/{name}; "
+                "README, \"Deploying\")"
+            )
+        return f"file://{self.home / 'private' / name}"
 
     @property
     def metadata_dir(self) -> Path:
@@ -60,7 +89,9 @@ class Settings:
 
     @property
     def internal_dir(self) -> Path:
-        """Internal state never exposed publicly: staging databases, run records, reports."""
+        """This machine's own working files, never exposed publicly and never needed by another task:
+        the DuckDB staging databases (unless the warehouse URL names a shared directory), export's
+        parts before upload, logs of `pubdata run`, the declaration cache."""
         return self.home / "internal"
 
 
@@ -77,4 +108,7 @@ def settings() -> Settings:
         bucket_url=os.environ.get("PUBDATA_BUCKET") or f"file://{home / 'public'}",
         public_base_url=base,
         alert_webhook_url=os.environ.get("PUBDATA_ALERT_WEBHOOK_URL") or None,
+        staging_bucket_url=os.environ.get("PUBDATA_STAGING_BUCKET") or None,
+        state_store_url=os.environ.get("PUBDATA_STATE_URL") or None,
+        airflow_api_url=os.environ.get("PUBDATA_AIRFLOW_API_URL") or None,
     )

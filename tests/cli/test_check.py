@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pubdata.cli import app
 from pubdata.config import settings
-from pubdata.errors import NotValidated, PolicyRefused
+from pubdata.errors import PolicyRefused
 from pubdata.orchestration import records, tasks
 from tests.support.derive import CLIENT_SHARDS_SQL, DS, client_shards, derive, without_steward
 from tests.support.project import REPO, pubdata_cli
@@ -200,8 +200,9 @@ def test_validate_refuses_a_declaration_edited_after_stage(project, edit, status
 
     with pytest.raises(PolicyRefused, match=f"policy verdict is {status}"):
         tasks.validate(SEARCHES, staged)
-    rec = records.RunRecords(settings().internal_dir).get(SEARCHES, staged["partition"])
+    rec = records.RunRecords.open(settings()).get(SEARCHES, staged["partition"])
     assert rec.state == "staged" and rec.validation is None
-    with pytest.raises(NotValidated, match="has not passed validation"):
-        tasks.export(SEARCHES, staged, run_id="edited")
+    # Export checks the policy again: even a validation result that passed does not get it through.
+    with pytest.raises(PolicyRefused, match=f"policy verdict is {status}"):
+        tasks.export(SEARCHES, staged, {"outcome": "passed", "checks": 1}, run_id="edited")
     assert not any((Path(settings().home) / "public").rglob("*.json"))

@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from pubdata import gate
 from pubdata.declarations import load_all
-from pubdata.orchestration.dag_factory import ERRORS_DAG_ID
+from pubdata.orchestration.dag_factory import CATALOG_DAG_ID, ERRORS_DAG_ID, WAREHOUSE_POOL, source_task_id
 from pubdata.orchestration.tasks import query_params
 from pubdata.policy import verdict as policy
 from pubdata.sources.synthetic import DEFAULT_END
@@ -34,7 +34,13 @@ DECLS = sorted(CATALOG.declarations.values(), key=lambda d: d.id)
 IDS = [d.id for d in DECLS]
 PUBLISHABLE = [d for d in DECLS if policy.verdict(d.spec).allows_publish]
 PUBLISHABLE_IDS = [d.id for d in PUBLISHABLE]
-TASKS = {"stage": [], "validate": ["stage"], "export": ["stage", "validate"], "publish": ["export", "stage"]}
+TASKS = {"stage": [], "validate": ["stage"], "export": ["stage", "validate"], "publish": ["export", "stage", "validate"]}
+
+
+def expected_tasks(decl) -> dict[str, list[str]]:
+    """The chain, after one source-readiness wait per declared source table."""
+    waits = sorted(source_task_id(t) for t in decl.spec.source_tables)
+    return {**{w: [] for w in waits}, **TASKS, "stage": waits}
 
 
 def test_every_declaration_loads():
@@ -95,6 +101,13 @@ _DAGBAG = textwrap.dedent("""
     for dag_id, dag in bag.dags.items():
         dags[dag_id] = {
             "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+            "pools": {t.task_id: t.pool for t in dag.tasks},
+            "timeouts": {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None for t in dag.tasks},
+            "sensors": {t.task_id: [t.mode, t.timeout] for t in dag.tasks if hasattr(t, "poke_interval")},
+            "outlets": {t.task_id: [a.uri for a in t.outlets] for t in dag.tasks if t.outlets},
+            "dagrun_timeout": dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
+            "deadlines": [[d.interval.total_seconds(), d.callback.path] for d in (dag.deadline or [])],
+            "asset_schedule": sorted(a.uri for a in getattr(dag.timetable.asset_condition, "objects", ())),
             "owner": dag.default_args.get("owner"),
             "schedule": getattr(dag.timetable, "_expression", None),
             "start_date": dag.start_date.date().isoformat() if dag.start_date else None,
@@ -121,6 +134,9 @@ def dagbags(tmp_path_factory):
         mp.setenv("PUBDATA_PROJECT", str(REPO))
         mp.setenv("PUBDATA_HOME", str(home))
         mp.setenv("PUBDATA_AIRFLOW_HOME", str(home / "airflow"))
+        # The first parse imports Great Expectations for the static checks, seconds on a busy
+        # machine: a budget that covers it, so this test is about the DAGs (the budget has its own).
+        mp.setenv("PUBDATA_GATE_BUDGET_SECONDS", "300")
         env = airflow_env(settings())
     parses = []
     for _ in range(2):
@@ -141,7 +157,7 @@ def test_dag_folder_imports_without_errors_or_heavy_modules(dagbags, dagbag):
     assert "sqlglot" in cold["heavy"], "the first parse runs the static checks"
     assert warm["heavy"] == [], "a parse with nothing changed imported heavy modules"
     assert cold["dags"] == warm["dags"]
-    expected = [d.dag_id for d in PUBLISHABLE] + ([ERRORS_DAG_ID] if len(PUBLISHABLE) < len(DECLS) else [])
+    expected = [d.dag_id for d in PUBLISHABLE] + ([ERRORS_DAG_ID] if len(PUBLISHABLE) < len(DECLS) else []) + [CATALOG_DAG_ID]
     assert sorted(dagbag["dags"]) == sorted(expected), "one DAG per publishable declaration, the errors DAG for the others"
     for decl in DECLS:
         if decl not in PUBLISHABLE:
@@ -152,7 +168,15 @@ def test_dag_folder_imports_without_errors_or_heavy_modules(dagbags, dagbag):
 def test_dag_matches_its_declaration(decl, dagbag):
     dag = dagbag["dags"][decl.dag_id]
     spec = decl.spec
-    assert dag["upstream"] == TASKS
+    assert dag["upstream"] == expected_tasks(decl)
+    # Production hygiene: every task has a timeout, the warehouse work shares one pool, sources are
+    # waited for in reschedule mode (no worker slot held while waiting), and the run has a timeout
+    # and a deadline alert derived from its schedule.
+    assert all(t for t in dag["timeouts"].values())
+    assert {task for task, pool in dag["pools"].items() if pool == WAREHOUSE_POOL} == set(dag["upstream"]) - {"publish"}
+    assert spec.source_tables and all(mode == "reschedule" for mode, _timeout in dag["sensors"].values())
+    assert dag["dagrun_timeout"] == 24 * 3600 and dag["deadlines"] == [[12 * 3600, "pubdata.orchestration.deadlines.on_deadline"]]
+    assert dag["outlets"] == {"publish": [f"pubdata://{decl.dataset_id.table_path}"]}
     assert dag["schedule"] == spec.schedule
     assert dag["start_date"] == spec.start_date.isoformat()
     assert dag["owner"] == ",".join(spec.owners)
@@ -163,3 +187,10 @@ def test_dag_matches_its_declaration(decl, dagbag):
     assert all(str(bug) in doc for bug in spec.review.bugs)
     assert all(owner in doc for owner in spec.owners)
 
+
+
+def test_one_catalog_dag_is_scheduled_on_every_publish(dagbag):
+    """Catalog pages are rebuilt downstream of publishes, once per batch: not by each publish."""
+    catalog = dagbag["dags"][CATALOG_DAG_ID]
+    assert catalog["asset_schedule"] == sorted(f"pubdata://{d.dataset_id.table_path}" for d in PUBLISHABLE)
+    assert list(catalog["upstream"]) == ["rebuild"] and catalog["max_active_runs"] == 1

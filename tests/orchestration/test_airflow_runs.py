@@ -97,8 +97,10 @@ def test_dag_file_parses_without_heavy_imports(env):
     assert out["errors"] == {}
     assert out["heavy"] == [], "DAG parsing imported heavy modules"
     dag = out["dags"]["publish_telemetry_public__page_loads_by_country_v1"]
-    assert dag["tasks"] == ["export", "publish", "stage", "validate"]
-    assert dag["upstream"] == {"stage": [], "validate": ["stage"], "export": ["stage", "validate"], "publish": ["export", "stage"]}
+    wait = "wait_for_telemetry__clients_daily"  # its declared source table
+    assert dag["tasks"] == ["export", "publish", "stage", "validate", wait]
+    assert dag["upstream"] == {wait: [], "stage": [wait], "validate": ["stage"], "export": ["stage", "validate"],
+                               "publish": ["export", "stage", "validate"]}
     assert dag["owner"] == "data-eng@example.org"
     assert dag["schedule"] == "0 5 * * *"
     assert "level-2" in dag["tags"]
@@ -140,8 +142,11 @@ def test_published_dataset_reads_back_like_a_consumer(env, server):
     body = requests.get(f["url"], timeout=10).content
     assert hashlib.sha256(body).hexdigest() == f["sha256"] and len(body) == f["bytes"]
     assert meta["validation"]["outcome"] == "passed"
-    # nothing internal is served
-    assert requests.get(base + "_staging/", timeout=10).status_code == 404
+    # nothing internal is in the public bucket: staged parts, run records and reports are private
+    public = Path(env["PUBDATA_HOME"]) / "public"
+    assert not [p for p in public.rglob("*") if p.is_file() and ("exports" in p.parts or "runs" in p.parts
+                                                                  or p.suffix == ".html" and "reports" in p.parts)]
+    assert (Path(env["PUBDATA_HOME"]) / "private" / "state" / "runs").is_dir()
 
 
 def test_rerun_same_date_is_safe_and_identical(env, published):
@@ -154,7 +159,8 @@ def test_rerun_same_date_is_safe_and_identical(env, published):
     assert {p: p.read_bytes() for p in files.rglob("*.json")} == before  # same files, same bytes, nothing stale
     listing = json.loads((files / ".object").read_text())
     assert listing == listing_before and list(listing) == [DATE]
-    assert not [p for p in public.rglob("*") if "_staging" in p.parts and p.is_file()]
+    staging = Path(env["PUBDATA_HOME"]) / "private" / "staging"
+    assert not [p for p in staging.rglob("*") if p.is_file()], "staged parts are removed once published"
 
 
 def test_miscounted_rows_fail_in_validate_and_bucket_is_untouched(env, published):
@@ -169,7 +175,7 @@ def test_miscounted_rows_fail_in_validate_and_bucket_is_untouched(env, published
     assert "failed: client_c" in proc.stdout and "as the warehouse" in proc.stdout
     assert _snapshot(public) == before
 
-    record = json.loads((Path(env["PUBDATA_HOME"]) / "internal/runs/telemetry_public.page_loads_miscounted_v1" / f"{DATE}.json").read_text())
+    record = json.loads((Path(env["PUBDATA_HOME"]) / "private/state/runs/telemetry_public.page_loads_miscounted_v1" / f"{DATE}.json").read_text())
     assert record["state"] == "quarantined"
     failures = record["validation"]["failures"]
     assert any(f["expectation"] == "ExpectBucketColumnToMatchTheClientCount" for f in failures)
@@ -179,3 +185,25 @@ def test_miscounted_rows_fail_in_validate_and_bucket_is_untouched(env, published
     assert "[DAG TEST] end task task_id=validate" in log
     assert "task_id=export" not in log.split("[DAG TEST] end task task_id=validate")[1].split("DagRun Finished")[0] or \
         "[DAG TEST] running task <TaskInstance: publish_telemetry_public__page_loads_miscounted_v1.export" not in log
+
+
+def test_publish_emits_an_asset_event_and_run_ends_with_the_catalog(env, published):
+    """The catalog is rebuilt downstream of publishes: the publish task emits its dataset's Asset event
+    (which schedules the catalog DAG on a deployment), and `pubdata run` runs the catalog DAG once."""
+    import sqlite3
+
+    assert "catalog: rebuilt" in published.stdout
+    page = (Path(env["PUBDATA_HOME"]) / "public" / "index.html").read_text()
+    assert "page_loads_by_country" in page
+    db = sqlite3.connect(Path(env["PUBDATA_AIRFLOW_HOME"]) / "airflow.db")
+    try:
+        events = db.execute(
+            "SELECT e.source_dag_id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE a.uri = 'pubdata://telemetry_public/page_loads_by_country/v1'").fetchall()
+        queued = db.execute("SELECT count(*) FROM asset_dag_run_queue q JOIN asset a ON a.id = q.asset_id "
+                            "WHERE q.target_dag_id = 'pubdata_catalog'").fetchone()[0]
+    finally:
+        db.close()
+    assert events and all(e[:2] == ("publish_telemetry_public__page_loads_by_country_v1", "publish") for e in events)
+    assert json.loads(events[-1][2])["partition"] == DATE
+    assert queued >= 1, "the catalog DAG (unpaused from the start) is queued to run on the event"

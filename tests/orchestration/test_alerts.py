@@ -10,7 +10,6 @@ import socketserver
 import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,7 +18,7 @@ from pubdata.config import settings
 from pubdata.declarations import load_all
 from pubdata.errors import ValidationError, ValidationFailed
 from pubdata.orchestration import alerts, records, tasks
-from tests.support.project import EXAMPLE, GOOD_ROWS, add_miscounted_example, copy_project, pubdata_cli
+from tests.support.project import EXAMPLE, GOOD_ROWS, add_miscounted_example, copy_project, local_path, pubdata_cli
 
 UUID = "123e4567-e89b-12d3-a456-426614174000"
 EMAIL = "leaked.person@example.net"
@@ -76,8 +75,8 @@ def _run_validate(stage_sql, sql: str, run_id: str = "manual__2026-11-01"):
     """Stage rows as the example's 2026-11-01 partition and run the validate task on them."""
     cfg = settings()
     wh, staged = stage_sql(sql)
-    records.RunRecords(cfg.internal_dir).start(EXAMPLE, DAY, run_id)
-    records.RunRecords(cfg.internal_dir).update(EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
+    records.RunRecords.open(cfg).start(EXAMPLE, DAY, run_id)
+    records.RunRecords.open(cfg).update(EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
     return staged
 
 
@@ -124,7 +123,7 @@ def test_data_failure_payload_says_what_failed_and_redacts_identifiers(project, 
     assert "every row, Other rows included, has client_count &gt;= 5000: observed 1, expected {\"min_value\": 5000}" in text
     assert "no forbidden column (identifiers, IP addresses, raw URLs, ...): observed columns: client_id" in text
     assert "no value of locale looks like an identifier" in text and "observed 1 row(s), expected no rows" in text
-    rec = records.RunRecords(settings().internal_dir).get(EXAMPLE, DAY)
+    rec = records.RunRecords.open(settings()).get(EXAMPLE, DAY)
     assert f"Report:* {rec.report}" in text and "Quarantine:*" in text
     assert rec.alert["webhook"] == "sent" and rec.alert["kind"] == "failed"
 
@@ -248,7 +247,7 @@ def test_gx_exception_alerts_as_an_error_never_as_a_data_failure(project, stage_
     staged = _run_validate(stage_sql, GOOD_ROWS)
     with pytest.raises(ValidationError) as info:
         tasks.validate(EXAMPLE, staged.to_dict())
-    rec = records.RunRecords(settings().internal_dir).get(EXAMPLE, DAY)
+    rec = records.RunRecords.open(settings()).get(EXAMPLE, DAY)
     assert rec.state == "validation_error" and rec.validation.outcome == "error"
     assert "quarantine" not in rec
     _alert_on_failure(EXAMPLE, _context(info.value))
@@ -272,13 +271,13 @@ def test_warn_failure_publishes_and_alerts(project, stage_sql, webhook):
     [req] = webhook.requests
     assert "published with validation warnings" in req["json"]["text"]
     assert "[warn] page loads look high: observed 2 row(s), expected no rows" in json.dumps(req["json"])
-    assert records.RunRecords(settings().internal_dir).get(EXAMPLE, DAY).alert["kind"] == "warning"
+    assert records.RunRecords.open(settings()).get(EXAMPLE, DAY).alert["kind"] == "warning"
 
 
 def test_infrastructure_error_before_validation_alerts_with_the_exception(project, webhook):
     from pubdata.orchestration.dag_factory import _alert_on_failure
 
-    records.RunRecords(settings().internal_dir).start(EXAMPLE, DAY, "manual__2026-11-01")
+    records.RunRecords.open(settings()).start(EXAMPLE, DAY, "manual__2026-11-01")
     _alert_on_failure(EXAMPLE, _context(ConnectionError("warehouse unavailable from 10.2.3.4")))
     [req] = webhook.requests
     text = json.dumps(req["json"])
@@ -308,17 +307,18 @@ def test_failed_airflow_run_posts_one_alert(tmp_path, source_warehouse, airflow_
     assert "client_count equals the row" in text and "distinct clients as the warehouse counts them" in text
     assert f"pubdata run {dataset} --date {DAY}" in text and "manual__" in text
 
-    record = json.loads((home / "internal/runs" / dataset / f"{DAY}.json").read_text())
+    record = json.loads((home / "private/state/runs" / dataset / f"{DAY}.json").read_text())
     assert record["alert"]["webhook"] == "sent" and record["state"] == "quarantined"
-    report = Path(record["report"])
-    assert report.is_file() and (home / "internal/reports") in report.parents
+    assert record["failure"]["kind"] == "data" and record["failure"]["task"] == "validate"
+    report = local_path(record["report"])
+    assert report.is_file() and (home / "private/state/reports") in report.parents
     assert not (home / "public").exists() or not [p for p in (home / "public").rglob("*") if p.is_file()]
 
     status = pubdata_cli("status", "--json", env=env)
     assert status.returncode == 0, status.stderr
     [row] = [r for r in json.loads(status.stdout) if r["dataset"] == dataset]
     assert row["outcome"].startswith("failed validation (quarantined until ")
-    assert row["report"] == str(report) and row["alert"] == "sent"
+    assert local_path(row["report"]) == report and row["alert"] == "sent" and row["error_kind"] == "data"
     assert any(f.startswith("client_count equals the row") for f in row["failing"])
 
 
@@ -334,3 +334,41 @@ def test_the_run_summary_withholds_identifier_looking_values():
 
     assert tasks._check(warning).observed == {"unexpected": ["Linux", "[redacted]"], "count": 2}
     assert tasks._check(forbidden).observed == "columns: client_id"
+
+
+def test_a_missed_deadline_alerts_on_call(project, webhook):
+    """What Airflow's triggerer calls when a run is not done by its deadline (DeadlineAlert, AsyncCallback)."""
+    import asyncio
+
+    context = {"dag_run": {"dag_run_id": "scheduled__2026-11-01T05:00:00+00:00", "conf": {},
+                           "logical_date": "2026-11-01T05:00:00+00:00"},
+               "deadline": {"id": "d1", "deadline_time": "2026-11-02T17:00:00+00:00"}}
+    from pubdata.orchestration import deadlines
+
+    asyncio.run(deadlines.on_deadline(context=context, dataset_id=EXAMPLE))
+
+    [req] = webhook.requests
+    text = json.dumps(req["json"])
+    assert f"pubdata {EXAMPLE} 2026-11-01: the run has not finished by its deadline" in req["json"]["text"]
+    assert "not finished by its deadline 2026-11-02T17:00:00+00:00" in text
+    assert "scheduled__2026-11-01T05:00:00+00:00" in text and "data-eng@example.org" in text
+
+
+def test_status_says_which_kind_of_error_failed_a_run_and_links_the_log(project, webhook):
+    from pubdata.errors import QueryError
+    from pubdata.orchestration.dag_factory import _alert_on_failure
+
+    records.RunRecords.open(settings()).start(EXAMPLE, DAY, "manual__2026-11-01")
+    context = _context(ConnectionError("warehouse unavailable"))
+    _alert_on_failure(EXAMPLE, {**context, "ti": SimpleNamespace(task_id="stage", log_url="http://airflow.local/log/1")})
+    rows = {r["dataset"]: r for r in json.loads(pubdata_cli("status", "--json").stdout)}
+    row = rows[EXAMPLE]
+    assert row["error_kind"] == "infrastructure" and row["state"] == "failed" and row["log"] == "http://airflow.local/log/1"
+    assert row["outcome"] == "infrastructure error in stage: ConnectionError: warehouse unavailable"
+    assert "*Failure:* infrastructure error (retried, then given up)" in json.dumps(webhook.requests[0]["json"])
+
+    records.RunRecords.open(settings()).start(EXAMPLE, DAY, "manual__2026-11-01b")
+    _alert_on_failure(EXAMPLE, _context(QueryError("Unrecognized name: contry"), run_id="manual__2026-11-01b"))
+    row = {r["dataset"]: r for r in json.loads(pubdata_cli("status", "--json").stdout)}[EXAMPLE]
+    assert row["error_kind"] == "data" and row["outcome"].startswith("data error in validate: QueryError")
+    assert "*Failure:* data error (not retried)" in json.dumps(webhook.requests[1]["json"])

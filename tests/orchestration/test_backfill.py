@@ -11,6 +11,7 @@ import pytest
 
 from pubdata.config import Settings
 from pubdata.orchestration import backfill, records
+from pubdata.stores.local import LocalStore
 from tests.support.harness import Harness
 from tests.support.project import pubdata_cli
 
@@ -24,14 +25,12 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 def test_plan_skips_days_published_by_the_current_query(tmp_path):
-    from pubdata.stores.local import LocalStore
-
     cfg = _settings(tmp_path)
     decl = Harness(tmp_path, LocalStore(tmp_path / "public")).declare("ds.daily_v1")
     day = dt.date(2026, 11, 1)
-    records.RunRecords(cfg.internal_dir).update(decl.id, "2026-11-01", state="published", query_sha256=decl.query_sha256)
-    records.RunRecords(cfg.internal_dir).update(decl.id, "2026-11-02", state="published", query_sha256="0" * 64)  # older query
-    records.RunRecords(cfg.internal_dir).update(decl.id, "2026-11-03", state="quarantined", query_sha256=decl.query_sha256)
+    records.RunRecords.open(cfg).update(decl.id, "2026-11-01", state="published", query_sha256=decl.query_sha256)
+    records.RunRecords.open(cfg).update(decl.id, "2026-11-02", state="published", query_sha256="0" * 64)  # older query
+    records.RunRecords.open(cfg).update(decl.id, "2026-11-03", state="quarantined", query_sha256=decl.query_sha256)
 
     plan = backfill.plan(cfg, decl, day, day + dt.timedelta(days=3))
     assert plan.skipped == [day]
@@ -41,8 +40,6 @@ def test_plan_skips_days_published_by_the_current_query(tmp_path):
 
 
 def test_ranges_that_cannot_run_say_what_to_change(tmp_path):
-    from pubdata.stores.local import LocalStore
-
     cfg = _settings(tmp_path)
     harness = Harness(tmp_path, LocalStore(tmp_path / "public"))
     daily, whole = harness.declare("ds.daily_v1"), harness.declare("ds.whole_v1", incremental=False)
@@ -87,7 +84,7 @@ def test_backfill_two_days_through_airflow_and_resume_after_a_failure(project):
     assert "2026-10-31: published" in out and "2026-11-01: FAILED (quarantined)" in out
     assert "2026-11-01 is held back" in out and "resumes from 2026-11-01" in out
     assert list(json.loads(listing_path.read_text())) == ["2026-10-31"]
-    published_at = records.RunRecords(home / "internal").get(EXAMPLE, "2026-10-31").finished_at
+    published_at = records.RunRecords(LocalStore(home / "private" / "state")).get(EXAMPLE, "2026-10-31").finished_at
 
     hold.unlink()
     second = pubdata_cli("backfill", EXAMPLE, "--start", "2026-10-31", "--end", "2026-11-01")
@@ -96,7 +93,7 @@ def test_backfill_two_days_through_airflow_and_resume_after_a_failure(project):
     assert second.returncode == 0, out
     assert "skipping 1 day(s) already published by this query" in out
     assert "2026-10-31: published" not in out and "2026-11-01: published" in out
-    assert records.RunRecords(home / "internal").get(EXAMPLE, "2026-10-31").finished_at == published_at  # not re-run
+    assert records.RunRecords(LocalStore(home / "private" / "state")).get(EXAMPLE, "2026-10-31").finished_at == published_at  # not re-run
     listing = json.loads(listing_path.read_text())
     assert list(listing) == ["2026-10-31", "2026-11-01"]
     for day, urls in listing.items():
@@ -108,3 +105,76 @@ def test_backfill_two_days_through_airflow_and_resume_after_a_failure(project):
 
     third = pubdata_cli("backfill", EXAMPLE, "--start", "2026-10-31", "--end", "2026-11-01")
     assert third.returncode == 0 and "nothing to do" in third.stdout
+
+
+@pytest.mark.airflow
+def test_with_a_deployment_configured_the_backfill_is_submitted_to_its_airflow(project, tmp_path):
+    """A real api-server (SQLite, loopback, Airflow's simple auth manager): the days become one Airflow
+    backfill the deployment's scheduler runs, not `dags test` runs on this machine."""
+    import json as jsonlib
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import requests
+
+    from pubdata.config import settings
+    from pubdata.orchestration.runner import airflow_bin, airflow_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path / "deployment"
+    home.mkdir()
+    (home / "passwords.json").write_text(jsonlib.dumps({"admin": "s3cret"}))
+    env = airflow_env(settings(), {
+        "AIRFLOW_HOME": str(home), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+    })
+    subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run([airflow_bin(), "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "api-server.log", "wb") as log:
+        server = subprocess.Popen([airflow_bin(), "api-server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert server.poll() is None, (tmp_path / "api-server.log").read_text()[-3000:]
+            time.sleep(1)
+        deployment = {"PUBDATA_AIRFLOW_API_URL": base, "PUBDATA_AIRFLOW_USERNAME": "admin",
+                      "PUBDATA_AIRFLOW_PASSWORD": "s3cret"}
+
+        proc = pubdata_cli("backfill", EXAMPLE, "--start", "2026-11-01", "--end", "2026-11-02", env=deployment)
+
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        assert "Submitted backfill" in out and "2 day(s), 2026-11-01 .. 2026-11-02" in out
+        assert "is paused: its backfill runs wait until you unpause it" in out
+        token = requests.post(f"{base}/auth/token", json={"username": "admin", "password": "s3cret"},
+                              timeout=10).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        dag_id = "publish_telemetry_public__page_loads_by_country_v1"
+        [created] = requests.get(f"{base}/api/v2/backfills", params={"dag_id": dag_id}, headers=auth,
+                                 timeout=10).json()["backfills"]
+        assert created["reprocess_behavior"] == "failed" and created["max_active_runs"] == 1
+        runs = requests.get(f"{base}/api/v2/dags/{dag_id}/dagRuns", headers=auth, timeout=10).json()["dag_runs"]
+        assert sorted(r["logical_date"][:10] for r in runs if r["run_type"] == "backfill") == ["2026-11-01", "2026-11-02"]
+        assert not (Path(os.environ["PUBDATA_HOME"]) / "internal" / "logs").exists(), "nothing ran on this machine"
+
+        again = pubdata_cli("backfill", EXAMPLE, "--start", "2026-11-01", "--end", "2026-11-02", env=deployment)
+        assert again.returncode == 0 and "nothing to do" in again.stdout  # those days' runs are already queued
+        wrong = pubdata_cli("backfill", EXAMPLE, "--start", "2026-11-01", "--end", "2026-11-02",
+                            env={**deployment, "PUBDATA_AIRFLOW_PASSWORD": "wrong"})
+        assert wrong.returncode == 1 and "PUBDATA_AIRFLOW_USERNAME" in wrong.stderr
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)

@@ -253,8 +253,9 @@ def served(tmp_path_factory, source_warehouse):
         for decl in PUBLISHABLE:
             for day in ([EARLIER, DATE] if decl.table == "page_loads_by_country" else [DATE]):
                 staged = tasks.stage(decl.id, dt.date.fromisoformat(day), f"test_{day}")
-                tasks.validate(decl.id, staged)
-                tasks.publish(decl.id, staged, tasks.export(decl.id, staged, f"test_{day}"))
+                validation = tasks.validate(decl.id, staged, f"test_{day}")
+                tasks.publish(decl.id, staged, validation, tasks.export(decl.id, staged, validation, f"test_{day}"),
+                              f"test_{day}")
     server = subprocess.Popen([str(Path(os.sys.executable).with_name("pubdata")), "catalog", "--serve", "--port", str(port)],
                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

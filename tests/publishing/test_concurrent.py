@@ -67,7 +67,8 @@ def test_twenty_datasets_publishing_at_once_all_reach_the_index(tmp_path, store)
 
     def publish(decl):
         start.wait()
-        return publishing.publish(decl, staged[decl.id], exported[decl.id], columns, counting, harness.base_url)
+        return publishing.publish(decl, staged[decl.id], exported[decl.id], columns, counting, harness.base_url,
+                                  staging=harness.staging)
 
     with ThreadPoolExecutor(WORKERS) as pool:
         results = list(pool.map(publish, decls))
@@ -135,7 +136,8 @@ def test_days_of_one_dataset_publishing_at_once_are_all_listed_and_described(tmp
 
     def publish(day):
         start.wait()
-        return publishing.publish(decl, staged[day], exported[day], columns, store, harness.base_url)
+        return publishing.publish(decl, staged[day], exported[day], columns, store, harness.base_url,
+                                  staging=harness.staging)
 
     with ThreadPoolExecutor(len(days)) as pool:
         list(pool.map(publish, days))

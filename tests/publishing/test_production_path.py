@@ -1,8 +1,9 @@
 """The production path end to end: BigQuery (the real google-cloud-bigquery client over a fake HTTP
-transport that records every request) stages the reviewed query into a date partition and
-extracts it to the GCS staging prefix; the GCS side runs against fake-gcs-server, through
-publish into the public layout. Also: transient errors are retried, permanent ones fail fast
-with a message that says what to fix, and the public bucket stays untouched when they do."""
+transport that records every request) stages the reviewed query into the run's staging table and
+extracts it to the private staging bucket; the GCS side runs against fake-gcs-server, through a
+server-side copy into the public layout of the public bucket. Run state lives in the private
+bucket too. Also: transient errors are retried, permanent ones fail fast with a message that says
+what to fix, and the public bucket stays untouched when they do."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ PROJECT = "test-project"
 EXAMPLE = "telemetry_public.page_loads_by_country_v1"
 DAY = dt.date(2026, 11, 1)
 RUN_ID = "scheduled__2026-11-01T05:00:00+00:00"
-STAGING_TABLE = "telemetry_public__page_loads_by_country_v1"
+STAGING_TABLE = "telemetry_public__page_loads_by_country_v1__20261101"
 MAX_BYTES_BILLED = 5 * 1024**4
 # What BigQuery returns for the staged query: the published columns, then the pipeline's own
 # (the distinct clients it counted, the row's group, whether every client is in one row).
@@ -48,6 +49,8 @@ EXPECTED = sorted(
       "page_loads": r[5], "client_count": r[6]} for r in ROWS),
     key=lambda r: tuple(r.values()),
 )
+FINGERPRINT = f"{len(ROWS)}:1234:5678"  # what the fake answers the fingerprint query with
+PASSED = {"outcome": "passed", "checks": 9, "warnings": [], "fingerprint": FINGERPRINT}
 
 
 class ExtractingFakeBigQuery(FakeBigQuery):
@@ -95,11 +98,14 @@ def production(tmp_path, monkeypatch, gcs_endpoint):
     """PUBDATA_WAREHOUSE=bigquery://, PUBDATA_BUCKET=gs://: the configuration a deployment uses."""
     copy_project(tmp_path / "project")
     bucket = create_bucket(gcs_endpoint)
+    private = create_bucket(gcs_endpoint)
     base_url = f"{gcs_endpoint}/{bucket}/public/"
     monkeypatch.setenv("PUBDATA_PROJECT", str(tmp_path / "project"))
     monkeypatch.setenv("PUBDATA_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PUBDATA_WAREHOUSE", f"bigquery://{PROJECT}?location=US&maximum_bytes_billed={MAX_BYTES_BILLED}")
     monkeypatch.setenv("PUBDATA_BUCKET", f"gs://{bucket}/public")
+    monkeypatch.setenv("PUBDATA_STAGING_BUCKET", f"gs://{private}/staging")
+    monkeypatch.setenv("PUBDATA_STATE_URL", f"gs://{private}/state")
     monkeypatch.setenv("PUBDATA_PUBLIC_BASE_URL", base_url)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
     fake = ExtractingFakeBigQuery(PROJECT, gcs_endpoint)
@@ -108,33 +114,27 @@ def production(tmp_path, monkeypatch, gcs_endpoint):
     fake.add_result("WHERE NOT _pubdata_disjoint", [("f0_", "INTEGER")], [(0,)])
     fake.add_result("FARM_FINGERPRINT(TO_JSON_STRING(r))", [("f0_", "STRING")], [(FINGERPRINT,)])
 
-    def open_warehouse(url, *, home=None):
+    def open_warehouse(url, *, home=None, scope=None):
         # The real warehouse from the real URL; only its client's HTTP goes to the fake.
-        return BigQueryWarehouse.from_url(url, client=fake.client(location="US"), retry_deadline=5.0,
+        return BigQueryWarehouse.from_url(url, scope=scope, client=fake.client(location="US"), retry_deadline=5.0,
                                           job_retry_deadline=5.0, retry_initial_delay=0.01, retry_maximum_delay=0.05,
                                           job_timeout=30)
 
     monkeypatch.setattr(tasks, "open_warehouse", open_warehouse)
     from pubdata.stores import open_store
 
-    return {"fake": fake, "bucket": bucket, "base_url": base_url, "store": open_store(f"gs://{bucket}/public")}
+    return {"fake": fake, "bucket": bucket, "private": private, "base_url": base_url,
+            "store": open_store(f"gs://{bucket}/public"), "staging": open_store(f"gs://{private}/staging")}
 
 
-FINGERPRINT = f"{len(ROWS)}:1234:5678"  # what the fake answers the fingerprint query with
+# Great Expectations runs inside BigQuery and cannot over this fake (tests/warehouses/test_bigquery.py
+# builds its batch): the runs here hand export and publish what validate hands them when the suite passes.
 
 
-def _validated(staged: dict) -> None:
-    """What the validate task records when the suite passes. Great Expectations runs inside BigQuery
-    and cannot over this fake (tests/test_warehouse_bigquery.py builds its batch)."""
-    records.RunRecords(settings().internal_dir).update(EXAMPLE, staged["partition"], state="validated",
-                   validation={"outcome": "passed", "checks": 9, "warnings": [], "fingerprint": FINGERPRINT})
-
-
-def _run(production) -> dict:
-    staged = tasks.stage(EXAMPLE, DAY, RUN_ID)
-    _validated(staged)
-    exported = tasks.export(EXAMPLE, staged, RUN_ID)
-    return {"staged": staged, "exported": exported, "published": tasks.publish(EXAMPLE, staged, exported)}
+def _run(production, run_id: str = RUN_ID) -> dict:
+    staged = tasks.stage(EXAMPLE, DAY, run_id)
+    exported = tasks.export(EXAMPLE, staged, PASSED, run_id)
+    return {"staged": staged, "exported": exported, "published": tasks.publish(EXAMPLE, staged, PASSED, exported, run_id)}
 
 
 def test_stage_extract_publish_end_to_end(production):
@@ -164,24 +164,25 @@ def test_stage_extract_publish_end_to_end(production):
     assert dry["dryRun"] is True and dry["query"]["query"] == q["query"]
     assert sorted(dry["query"]["queryParameters"], key=lambda p: p["name"]) == params
     assert sorted(q["queryParameters"], key=lambda p: p["name"]) == params
-    assert q["destinationTable"] == {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": f"{STAGING_TABLE}$20261101"}
+    assert q["destinationTable"] == {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": STAGING_TABLE}
     assert q["writeDisposition"] == "WRITE_TRUNCATE"
-    assert q["timePartitioning"] == {"type": "DAY", "field": "submission_date"}
-    assert q["maximumBytesBilled"] == str(MAX_BYTES_BILLED)
+    assert "timePartitioning" not in q
+    assert q["maximumBytesBilled"] == str(1024**4)  # the dataset's cap (1 TiB by default), under the deployment's ceiling
+    assert stage_job["jobTimeoutMs"] == "30000"  # job_timeout, enforced by BigQuery too
     assert q["useLegacySql"] is False
     labels = {"pubdata_dataset": "telemetry_public_page_loads_by_country_v1", "pubdata_partition": "2026-11-01"}
     assert stage_job["labels"] == {**labels, "pubdata_step": "stage"}
 
-    # -- export: an extract job into the bucket's staging prefix, as Parquet ------------------
-    staging = f"_staging/telemetry_public/page_loads_by_country/v1/2026-11-01/{RUN_ID.replace(':', '_').replace('+', '_')}"
+    # -- export: an extract job into the private staging bucket, as Parquet ------------------
+    staging = f"exports/telemetry_public/page_loads_by_country/v1/2026-11-01/{RUN_ID.replace(':', '_').replace('+', '_')}"
     assert extract_job["extract"] == {
-        "sourceTable": {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": f"{STAGING_TABLE}$20261101"},
-        "destinationUris": [f"gs://{production['bucket']}/public/{staging}/extract/part-*.parquet"],
+        "sourceTable": {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": STAGING_TABLE},
+        "destinationUris": [f"gs://{production['private']}/staging/{staging}/extract/part-*.parquet"],
         "destinationFormat": "PARQUET",
         "compression": "ZSTD",
     }
     assert extract_job["labels"] == {**labels, "pubdata_step": "extract"}
-    assert all(e["staged_key"].startswith(staging + "/") for e in run["exported"])
+    assert all(e["staged_key"].startswith(staging + "/") for e in run["exported"]["files"])
     # No rows came through the BigQuery API: no tabledata.list, no result pages of the staged table.
     assert not fake.calls("GET", r"/data$")
 
@@ -206,12 +207,16 @@ def test_stage_extract_publish_end_to_end(production):
     package = requests.get(entry["datapackage_uri"], timeout=10).json()
     assert [r["path"] for r in package["resources"]] == listing["2026-11-01"]
 
-    # Nothing internal left behind: the extract shards and the staged files are gone, and the
-    # staged partition was dropped.
-    assert store.list("_staging/") == []
+    # Nothing private ever reached the public bucket, and nothing is left behind: the extract
+    # shards and the staged files are gone, and the run's staging table and its side table were dropped.
+    public = store.list("")
+    assert public and all(k.startswith("api/") or k == "all-datasets.json" for k in public), public
+    assert production["staging"].list("") == []
     deleted = [c.path.rsplit("/", 1)[-1] for c in fake.calls("DELETE")]
-    assert f"{STAGING_TABLE}$20261101" in deleted and f"{STAGING_TABLE}__differencing_20261101" in deleted
-    assert records.RunRecords(settings().internal_dir).get(EXAMPLE, "2026-11-01").state == "published"
+    assert STAGING_TABLE in deleted and f"{STAGING_TABLE}__differencing" in deleted
+    # The run record is in the private state bucket, where every worker and `pubdata status` read it.
+    record = records.RunRecords.open(settings()).get(EXAMPLE, "2026-11-01")
+    assert record.state == "published" and settings().state_url.startswith("gs://")
 
 
 def test_rerun_gives_identical_files_and_leaves_nothing_stale(production):
@@ -224,23 +229,22 @@ def test_rerun_gives_identical_files_and_leaves_nothing_stale(production):
 
     assert second["files"] == first["files"] and second["version"] == first["version"]
     assert {k: store.read(k).data for k in store.list("api/v1/tables/telemetry_public/page_loads_by_country/v1/files/")} == data
-    assert store.list("_staging/") == []
+    assert production["staging"].list("") == []
 
 
 def test_transient_errors_are_retried(production):
     fake = production["fake"]
     staged = tasks.stage(EXAMPLE, DAY, RUN_ID)
-    _validated(staged)
     fake.fail("POST", r"/jobs$", status=503, reason="backendError", times=1)
-    fake.fail("GET", r"/jobs/pubdata_.*_extract_", status=429, reason="rateLimitExceeded", times=1)
-    fake.fail("GET", r"/jobs/pubdata_.*_extract_", exception=requests.ConnectionError("connection reset by peer"), times=1)
+    fake.fail("GET", r"/jobs/pubdata_extract_", status=429, reason="rateLimitExceeded", times=1)
+    fake.fail("GET", r"/jobs/pubdata_extract_", exception=requests.ConnectionError("connection reset by peer"), times=1)
     inserts_before = len(fake.calls("POST", r"/jobs$"))
 
-    exported = tasks.export(EXAMPLE, staged, RUN_ID)
+    exported = tasks.export(EXAMPLE, staged, PASSED, RUN_ID)
 
     assert [f.times for f in fake.faults] == [0, 0, 0]  # every fault was met, and survived
     assert exported and len(fake.calls("POST", r"/jobs$")) == inserts_before + 2  # the 503, then the retry
-    assert tasks.publish(EXAMPLE, staged, exported)["rows"] == len(ROWS)
+    assert tasks.publish(EXAMPLE, staged, PASSED, exported, RUN_ID)["rows"] == len(ROWS)
 
 
 def test_permanent_errors_fail_fast_and_say_what_to_fix(production):
@@ -248,14 +252,13 @@ def test_permanent_errors_fail_fast_and_say_what_to_fix(production):
     _run(production)  # a published day to keep intact
     public_before = {k: store.read(k).data for k in store.list("api/")}
     staged = tasks.stage(EXAMPLE, DAY, "manual__again")
-    _validated(staged)
     fake.fail("POST", r"/jobs$", status=403, reason="accessDenied",
               message="Access Denied: Table test-project:pubdata_staging: Permission bigquery.tables.export denied",
               times=5)
     inserts_before = len(fake.calls("POST", r"/jobs$"))
 
     with pytest.raises(ConfigurationError) as info:
-        tasks.export(EXAMPLE, staged, "manual__again")
+        tasks.export(EXAMPLE, staged, PASSED, "manual__again")
 
     message = str(info.value)
     assert "accessDenied" in message and "roles/bigquery.jobUser" in message
@@ -267,12 +270,11 @@ def test_permanent_errors_fail_fast_and_say_what_to_fix(production):
 def test_a_partition_changed_after_validation_is_not_exported(production):
     fake, store = production["fake"], production["store"]
     staged = tasks.stage(EXAMPLE, DAY, RUN_ID)
-    _validated(staged)
     fake.add_result("FARM_FINGERPRINT(TO_JSON_STRING(r))", [("f0_", "STRING")], [(f"{len(ROWS) + 1}:1:2",)])
 
     with pytest.raises(StagedTableChanged, match=f"{len(ROWS)} rows validated, {len(ROWS) + 1} now"):
-        tasks.export(EXAMPLE, staged, RUN_ID)
+        tasks.export(EXAMPLE, staged, PASSED, RUN_ID)
 
-    assert store.list("api/") == [] and store.list("_staging/") == []
+    assert store.list("api/") == [] and production["staging"].list("") == []
     fingerprint = [c for c in fake.calls("POST", r"/queries$") if "FARM_FINGERPRINT" in c.body["query"]][-1]
     assert f"{STAGING_TABLE}` WHERE `submission_date` = DATE '2026-11-01'" in fingerprint.body["query"]

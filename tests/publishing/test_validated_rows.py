@@ -21,7 +21,7 @@ DAY = dt.date(2026, 11, 1)
 
 def _staged_and_validated(stage_sql) -> tuple:
     wh, staged = stage_sql(GOOD_ROWS)
-    records.RunRecords(settings().internal_dir).start(EXAMPLE, staged.partition, "manual")
+    records.RunRecords.open(settings()).start(EXAMPLE, staged.partition, "manual")
     summary = tasks.validate(EXAMPLE, staged.to_dict())
     assert summary["outcome"] == "passed" and summary["fingerprint"].startswith("3:")
     return wh, staged, summary
@@ -36,9 +36,9 @@ def _write_to_staging(staged, sql: str) -> None:
 
 def test_the_validated_rows_are_exported(project, stage_sql):
     wh, staged, summary = _staged_and_validated(stage_sql)
-    exported = tasks.export(EXAMPLE, staged.to_dict(), "manual")
+    exported = tasks.export(EXAMPLE, staged.to_dict(), summary, "manual")
     assert exported and wh.fingerprint(staged) == summary["fingerprint"]
-    assert records.RunRecords(settings().internal_dir).get(EXAMPLE, staged.partition).validation.fingerprint == \
+    assert records.RunRecords.open(settings()).get(EXAMPLE, staged.partition).validation.fingerprint == \
         summary["fingerprint"]
 
 
@@ -53,9 +53,10 @@ def test_a_table_changed_after_validation_is_not_exported(project, stage_sql, ch
     wh, staged, summary = _staged_and_validated(stage_sql)
     _write_to_staging(staged, change)
     with pytest.raises(StagedTableChanged, match="changed after validation") as exc:
-        tasks.export(EXAMPLE, staged.to_dict(), "manual")
+        tasks.export(EXAMPLE, staged.to_dict(), summary, "manual")
     assert summary["fingerprint"] in str(exc.value) and "run the DAG again" in str(exc.value)
-    assert open_store(settings().bucket_url).list("") == []  # not one part was written
+    # not one part was written, public or staged
+    assert open_store(settings().bucket_url).list("") == [] and tasks.staging_store(settings()).list("") == []
 
 
 def test_the_fingerprint_ignores_row_order(project, stage_sql):
@@ -68,10 +69,8 @@ def test_the_fingerprint_ignores_row_order(project, stage_sql):
 
 def test_a_validation_without_fingerprint_is_not_exported(project, stage_sql):
     wh, staged = stage_sql(GOOD_ROWS)
-    records.RunRecords(settings().internal_dir).update(EXAMPLE, staged.partition, state="validated",
-                                                       validation={"outcome": "passed", "checks": 1})
     with pytest.raises(NotValidated, match="no fingerprint"):
-        tasks.export(EXAMPLE, staged.to_dict(), "manual")
+        tasks.export(EXAMPLE, staged.to_dict(), {"outcome": "passed", "checks": 1}, "manual")
 
 
 def test_every_warehouse_has_a_fingerprint_in_its_own_sql(project):

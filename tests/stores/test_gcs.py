@@ -234,6 +234,37 @@ def test_copy_is_server_side_and_keeps_metadata(gcs_store):
 
 
 @gcs
+def test_copy_from_another_bucket_is_a_server_side_rewrite(gcs_store, gcs_endpoint, tmp_path):
+    """Publish copies parts from the private staging bucket into the public one without downloading them."""
+    from pubdata.stores.local import LocalStore
+
+    staging = GCSStore(create_bucket(gcs_endpoint), "staging")
+    staging.write("exports/part.json", b'[{"a": 1}]', content_type=JSON, compress=True)
+    gcs_store.copy_from(staging, "exports/part.json", "files/v/part.json", content_type="text/plain")
+    assert gcs_store.read("files/v/part.json").data == b'[{"a": 1}]'
+    blob = _blob(gcs_store, "files/v/part.json")
+    assert (blob.content_type, blob.content_encoding) == (JSON, "gzip")  # the staged object's, not re-uploaded
+    with pytest.raises(StoreError, match="does not exist"):
+        gcs_store.copy_from(staging, "exports/missing.json", "x.json", content_type=JSON)
+    # From a local directory (a single-machine setup): streamed through a temporary file.
+    local = LocalStore(tmp_path / "staging")
+    local.write("p.csv", b"a\n1\n", content_type="text/csv")
+    gcs_store.copy_from(local, "p.csv", "files/v/p.csv", content_type="text/csv", compress=True)
+    assert gcs_store.read("files/v/p.csv").data == b"a\n1\n"
+    assert _blob(gcs_store, "files/v/p.csv").content_encoding == "gzip"
+
+
+@gcs
+def test_links_open_the_object(gcs_store, gcs_endpoint, monkeypatch):
+    gcs_store.write("reports/r 1.html", b"<p>report</p>", content_type="text/html")
+    link = gcs_store.link("reports/r 1.html")
+    assert requests.get(link, timeout=10).content == b"<p>report</p>"  # on the emulator, its download URL
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    assert GCSStore("private-bucket", "state").link("reports/r 1.html") == (
+        "https://storage.cloud.google.com/private-bucket/state/reports/r%201.html")
+
+
+@gcs
 @pytest.mark.parametrize("compress", [True, False])
 def test_upload_file_streams_a_multi_megabyte_file(gcs_store, tmp_path, compress):
     # 16 MiB of base64 noise plus 8 MiB of repetitive rows: over the 8 MiB single-request limit

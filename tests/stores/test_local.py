@@ -208,6 +208,31 @@ def test_copy(store):
         store.copy("missing.json", "x.json")
 
 
+def test_copy_from_another_directory_and_links(store, tmp_path):
+    staging = LocalStore(tmp_path / "private" / "staging")
+    staging.write("exports/part.json", b"[1]", content_type=JSON)
+    store.copy_from(staging, "exports/part.json", "files/v/part.json", content_type=JSON, compress=True)
+    assert store.read("files/v/part.json").data == b"[1]" and staging.exists("exports/part.json")
+    with pytest.raises(StoreError, match="does not exist"):
+        store.copy_from(staging, "exports/missing.json", "x.json", content_type=JSON)
+    assert store.link("files/v/part.json") == (tmp_path / "public" / "files/v/part.json").as_uri()
+
+
+def test_private_locations_the_public_can_read_are_refused(tmp_path):
+    from pubdata.errors import ConfigurationError
+    from pubdata.stores import open_private, readable_through
+
+    public = f"file://{tmp_path}/public"
+    assert readable_through(f"file://{tmp_path}/public/_staging", public)
+    assert readable_through(public, public)
+    assert not readable_through(f"file://{tmp_path}/private/staging", public)
+    assert not readable_through(f"file://{tmp_path}", public)  # the public directory inside a private one is fine
+    assert readable_through("gs://pub/staging", "gs://pub/public") and not readable_through("gs://priv/x", "gs://pub")
+    with pytest.raises(ConfigurationError, match=r"PUBDATA_STAGING_BUCKET=.*/public/tmp is readable through"):
+        open_private(f"file://{tmp_path}/public/tmp", public, "PUBDATA_STAGING_BUCKET")
+    assert isinstance(open_private(f"file://{tmp_path}/private/staging", public, "PUBDATA_STAGING_BUCKET"), LocalStore)
+
+
 @pytest.mark.parametrize("compress", [True, False])
 def test_upload_file_of_several_megabytes(store, tmp_path, compress):
     path = tmp_path / "rows.json"

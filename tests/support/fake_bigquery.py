@@ -4,9 +4,11 @@ The real google-cloud-bigquery client builds and sends every request (URLs, quer
 bodies, retries); only the network hop is replaced. Every request is recorded so tests can assert
 what production would send, and responses follow the shapes of the BigQuery v2 REST reference:
 jobs.insert (dry run and real), jobs.get, jobs.getQueryResults, jobs.query, jobs.cancel,
-tables.get, tabledata.list and tables.delete. Faults can be queued (an HTTP error with a BigQuery
-error payload, or a connection reset), and jobs can be made to fail the way BigQuery reports it
-(status.errorResult on jobs.get).
+tables.get, tables.patch, tabledata.list and tables.delete. Faults can be queued (an HTTP error
+with a BigQuery error payload, or a connection reset), and jobs can be made to fail the way
+BigQuery reports it (status.errorResult on jobs.get). As strict as BigQuery where pubdata relies
+on it: a job id is unique in the project, so inserting one again answers 409 Already Exists,
+and writing a different schema into a partition (a `$YYYYMMDD` decorator) is refused.
 """
 
 from __future__ import annotations
@@ -266,6 +268,14 @@ class FakeBigQuery(BaseAdapter):
             return 200, {**table.resource, "numRows": str(len(table.rows))}
         if m and r.method == "DELETE":
             return self._tables_delete(m[1], m[2], m[3])
+        if m and r.method in ("PATCH", "PUT"):
+            table = self.tables.get(f"{m[1]}.{m[2]}.{m[3]}")
+            if table is None:
+                return 404, _error_payload(404, "notFound", f"Not found: Table {m[1]}:{m[2]}.{m[3]}")
+            for key, value in (r.body or {}).items():
+                if key not in ("tableReference", "schema"):
+                    table.resource[key] = value
+            return 200, {**table.resource, "numRows": str(len(table.rows))}
         return 404, _error_payload(404, "notFound", f"fake BigQuery has no route for {r.method} {r.path}")
 
     def _jobs_insert(self, body: dict[str, Any]) -> tuple[int, Any]:
@@ -303,6 +313,8 @@ class FakeBigQuery(BaseAdapter):
             )
         job_id = ref["jobId"]
         ref.setdefault("location", "US")
+        if job_id in self.jobs:
+            return 409, _error_payload(409, "duplicate", f"Already Exists: Job {ref['projectId']}:{ref['location']}.{job_id}")
         job = {
             "kind": "bigquery#job",
             "id": f"{ref['projectId']}:{ref['location']}.{job_id}",
@@ -447,6 +459,10 @@ class FakeBigQuery(BaseAdapter):
             existing.partitions.clear()
             if wanted:
                 existing.resource["timePartitioning"] = wanted
+        elif decorator and [(f["name"], f["type"]) for f in existing.resource["schema"]["fields"]] != [
+                (f["name"], f["type"]) for f in result.schema]:
+            return {"reason": "invalid", "message": f"Provided Schema does not match Table {key}. Cannot add fields "
+                    "(field: changed) or change field types when writing to a partition"}
         existing.resource["schema"] = {"fields": result.schema}
         if query_config.get("writeDisposition") == "WRITE_TRUNCATE":
             if decorator:

@@ -19,6 +19,7 @@ from pubdata.declarations import Declaration, load_declaration
 from pubdata.publishing import export as exporting
 from pubdata.publishing import publish as publishing
 from pubdata.stores.base import Store
+from pubdata.stores.local import LocalStore
 from pubdata.warehouses.duckdb import DuckDBWarehouse
 
 BASE_URL = "http://127.0.0.1:8000/"
@@ -62,12 +63,17 @@ export:
 
 
 class Harness:
-    """A throw-away project (declarations + queries) and an empty source warehouse under root."""
+    """A throw-away project (declarations + queries) and an empty source warehouse under root.
 
-    def __init__(self, root: Path, store: Store, base_url: str = BASE_URL):
+    store is the public bucket; staging the private one export writes to (a local directory
+    beside root by default).
+    """
+
+    def __init__(self, root: Path, store: Store, base_url: str = BASE_URL, staging: Store | None = None):
         self.root = Path(root)
         self.project = self.root / "project"
         self.store = store
+        self.staging = staging or LocalStore(self.root / "private-staging")
         self.base_url = base_url
         source = self.root / "source.duckdb"
         if not source.exists():
@@ -100,14 +106,14 @@ class Harness:
                                     partition_field=decl.spec.partition_field, order_by=list(decl.spec.policy.columns))
 
     def export(self, decl: Declaration, staged, run_key: str = "run") -> list[exporting.ExportedFile]:
-        return exporting.export(decl, self.warehouse, staged, self.store, run_key, work_root=self.work_root)
+        return exporting.export(decl, self.warehouse, staged, self.staging, run_key, work_root=self.work_root)
 
     def publish(self, decl: Declaration, *, marker: int, n: int, day: dt.date = DAY, run_key: str = "run") -> dict[str, Any]:
         staged = self.stage(decl, marker=marker, n=n, day=day)
         exported = self.export(decl, staged, run_key)
         columns = [(c.name, c.type, self.warehouse.type_family(c.type)) for c in self.warehouse.columns(staged)]
         return publishing.publish(decl, staged, exported, columns, self.store, self.base_url,
-                                  {"outcome": "passed", "checks": 0, "warnings": []})
+                                  {"outcome": "passed", "checks": 0, "warnings": []}, staging=self.staging)
 
     # -- reading back, as the public would -------------------------------------------------
 

@@ -51,6 +51,14 @@ def add_miscounted_example(project: Path) -> str:
     return MISCOUNTED
 
 
+def local_path(url: str) -> Path:
+    """The file behind a file:// link (a report's, in the local run-state store)."""
+    from urllib.parse import unquote, urlsplit
+
+    assert url.startswith("file://"), url
+    return Path(unquote(urlsplit(url).path))
+
+
 def pubdata_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the installed `pubdata` command as a user would."""
     exe = Path(sys.executable).with_name("pubdata")

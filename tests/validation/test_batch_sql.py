@@ -93,7 +93,7 @@ def test_the_attack_never_reaches_the_warehouse_in_a_run(project, stage_sql):
     sql, _ = ATTACKS["update after validation"]
     _file(project, f'expectations:\n  - sql: "{sql}"\n')
     wh, staged = stage_sql(GOOD_ROWS)
-    records.RunRecords(settings().internal_dir).start(EXAMPLE, staged.partition, "manual")
+    records.RunRecords.open(settings()).start(EXAMPLE, staged.partition, "manual")
     before = wh.fingerprint(staged)
     with pytest.raises(ExpectationsFileError, match="must be exactly one SELECT"):
         tasks.validate(EXAMPLE, staged.to_dict())

@@ -92,8 +92,8 @@ def test_small_cells_never_leave_the_warehouse_even_when_the_query_keeps_them(pr
     staged = tasks.stage(ds, DAY, run_id="careless")
     units = staged_units(staged)
     assert len(units) == big and min(units) >= K
-    tasks.validate(ds, staged)
-    tasks.publish(ds, staged, tasks.export(ds, staged, "careless"))
+    validation = tasks.validate(ds, staged)
+    tasks.publish(ds, staged, validation, tasks.export(ds, staged, validation, "careless"), "careless")
     [part] = [p for p in public_files() if "ssl_careless" in str(p) and p.suffix == ".json" and "files" in p.parts]
     rows = json.loads(part.read_text())
     assert len(rows) == big and min(r["client_count"] for r in rows) >= K
@@ -107,7 +107,7 @@ def test_the_honest_example_publishes_with_every_row_counted(project):
     assert min(units) >= K
     report = tasks.validate(ds, staged)
     assert report["outcome"] == "passed"
-    result = tasks.publish(ds, staged, tasks.export(ds, staged, "honest"))
+    result = tasks.publish(ds, staged, report, tasks.export(ds, staged, report, "honest"), "honest")
     assert result["rows"] == len(units)
     metadata = json.loads(next(p for p in public_files() if p.name == "metadata.json" and "page_loads" in str(p)).read_text())
     assert [f["name"] for f in metadata["schema"]] == list(decl_columns(ds))

@@ -315,8 +315,8 @@ def test_pubdata_check_points_at_the_line(project):
 
 
 def _stage_record(cfg, wh, staged, day: str):
-    records.RunRecords(cfg.internal_dir).start(EXAMPLE, day, f"manual__{day}")
-    records.RunRecords(cfg.internal_dir).update(EXAMPLE, day, state="staged", staged=staged.to_dict())
+    records.RunRecords.open(cfg).start(EXAMPLE, day, f"manual__{day}")
+    records.RunRecords.open(cfg).update(EXAMPLE, day, state="staged", staged=staged.to_dict())
 
 
 def test_failed_validation_is_quarantined_then_purged_after_retention(decl, stage_sql, monkeypatch):
@@ -326,7 +326,7 @@ def test_failed_validation_is_quarantined_then_purged_after_retention(decl, stag
     monkeypatch.setenv("PUBDATA_QUARANTINE_DAYS", "3")
     with pytest.raises(ValidationFailed):
         tasks.validate(EXAMPLE, staged.to_dict())
-    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, "2026-11-01")
+    rec = records.RunRecords.open(cfg).get(EXAMPLE, "2026-11-01")
     assert rec.state == "quarantined"
     since = dt.datetime.fromisoformat(rec.quarantine.since)
     assert dt.datetime.fromisoformat(rec.quarantine.expires) - since == dt.timedelta(days=3)
@@ -337,7 +337,7 @@ def test_failed_validation_is_quarantined_then_purged_after_retention(decl, stag
     purged = quarantine.purge(cfg, now=since + dt.timedelta(days=3))
     assert [r.partition for r in purged] == ["2026-11-01"]
     assert not staged_exists(wh, staged)
-    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, "2026-11-01")
+    rec = records.RunRecords.open(cfg).get(EXAMPLE, "2026-11-01")
     assert rec.state == "quarantined" and rec.quarantine.purged_at
     assert quarantine.held(cfg) == []
 
@@ -346,13 +346,13 @@ def test_stage_purges_this_datasets_expired_quarantine(decl, stage_sql, monkeypa
     cfg = settings()
     wh, staged = stage_sql(GOOD_ROWS)  # plays a quarantined partition of 2026-11-01
     _stage_record(cfg, wh, staged, "2026-11-01")
-    records.RunRecords(cfg.internal_dir).update(EXAMPLE, "2026-11-01", state="quarantined")
+    records.RunRecords.open(cfg).update(EXAMPLE, "2026-11-01", state="quarantined")
     monkeypatch.setenv("PUBDATA_QUARANTINE_DAYS", "0")
     quarantine.mark(cfg, EXAMPLE, "2026-11-01", staged.to_dict())
     new = tasks.stage(EXAMPLE, dt.date(2026, 10, 31), "manual__2026-10-31")
     assert new["table"] == "stage_20261031"
     assert not staged_exists(wh, staged)
-    assert records.RunRecords(cfg.internal_dir).get(EXAMPLE, "2026-11-01").quarantine.purged_at
+    assert records.RunRecords.open(cfg).get(EXAMPLE, "2026-11-01").quarantine.purged_at
 
 
 def test_quarantine_retention_must_be_days(monkeypatch):

@@ -12,10 +12,9 @@ import pytest
 
 from pubdata.config import settings
 from pubdata.declarations import load_all
-from pubdata.errors import ValidationFailed
+from pubdata.errors import ConfigurationError, ValidationFailed
 from pubdata.orchestration import records, tasks
-from pubdata.validation import reports
-from tests.support.project import EXAMPLE, GOOD_ROWS, pubdata_cli
+from tests.support.project import EXAMPLE, GOOD_ROWS, local_path, pubdata_cli
 
 DAY = "2026-11-01"
 SCRIPT = "<script>alert(1)</script>"
@@ -44,13 +43,13 @@ def test_failed_run_report_shows_every_check_escaped_and_stays_internal(project,
             description: locale is a known locale
     """))
     wh, staged = stage_sql(GOOD_ROWS.replace("'de', 'release', 90000, 5000", f"'{SCRIPT}', 'release', 90000, 4000"))
-    records.RunRecords(cfg.internal_dir).start(EXAMPLE, DAY, "scheduled__2026-11-01T05:00:00+00:00")
+    records.RunRecords.open(cfg).start(EXAMPLE, DAY, "scheduled__2026-11-01T05:00:00+00:00")
     with pytest.raises(ValidationFailed):
         tasks.validate(EXAMPLE, staged.to_dict())
 
-    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, DAY)
-    report = Path(rec.report)
-    assert report == cfg.internal_dir / "reports" / EXAMPLE / DAY / "scheduled__2026-11-01T05_00_00_00_00.html"
+    rec = records.RunRecords.open(cfg).get(EXAMPLE, DAY)
+    report = local_path(rec.report)  # in the private run-state store, beside the public bucket
+    assert report == cfg.home / "private" / "state" / "reports" / EXAMPLE / DAY / "scheduled__2026-11-01T05_00_00_00_00.html"
     html = report.read_text()
     assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     # the run, the warehouse's count, the bucket column and the locale check
@@ -64,14 +63,16 @@ def test_failed_run_report_shows_every_check_escaped_and_stays_internal(project,
 
 def test_published_run_keeps_its_report_out_of_the_bucket(project):
     cfg = settings()
-    staged = tasks.stage(EXAMPLE, dt.date(2026, 11, 1), "manual__2026-11-01")
-    tasks.validate(EXAMPLE, staged)
-    tasks.publish(EXAMPLE, staged, tasks.export(EXAMPLE, staged, "manual__2026-11-01"))
-    rec = records.RunRecords(cfg.internal_dir).get(EXAMPLE, DAY)
+    run = "manual__2026-11-01"
+    staged = tasks.stage(EXAMPLE, dt.date(2026, 11, 1), run)
+    validation = tasks.validate(EXAMPLE, staged, run)
+    tasks.publish(EXAMPLE, staged, validation, tasks.export(EXAMPLE, staged, validation, run), run)
+    rec = records.RunRecords.open(cfg).get(EXAMPLE, DAY)
     assert rec.state == "published"
-    assert Path(rec.report).is_file() and '<span class="badge passed">passed</span>' in Path(rec.report).read_text()
+    report = local_path(rec.report)
+    assert report.is_file() and '<span class="badge passed">passed</span>' in report.read_text()
     published = _bucket_files(cfg)
-    assert published and not [p for p in published if "reports" in p.parts or p.name == Path(rec.report).name]
+    assert published and not [p for p in published if "reports" in p.parts or p.name == report.name]
     assert not [p for p in published if "Validation report · internal" in p.read_text(errors="ignore")]
     # the next day's row-count band reads this publication back from the public metadata.json
     from pubdata.stores import open_store
@@ -82,20 +83,24 @@ def test_published_run_keeps_its_report_out_of_the_bucket(project):
     assert previous_published(open_store(cfg.bucket_url), d, DAY) is None
 
 
-def test_report_refuses_a_location_inside_a_local_bucket(project, monkeypatch):
+def test_reports_and_staging_refuse_a_location_the_public_can_read(project, monkeypatch):
     cfg = settings()
-    monkeypatch.setenv("PUBDATA_BUCKET", f"file://{cfg.internal_dir}")
-    d = load_all(project).declarations[EXAMPLE]
-    report = {"partition": DAY, "outcome": "passed", "checks": [], "row_count": 1, "started_at": DAY, "seconds": 0}
-    with pytest.raises(ValueError, match="public bucket"):
-        reports.write(settings(), d, report, "r")
+    monkeypatch.setenv("PUBDATA_BUCKET", f"file://{cfg.home / 'private'}")  # the private directories inside it
+    with pytest.raises(ConfigurationError, match="PUBDATA_STATE_URL=.* is readable through the public bucket"):
+        records.RunRecords.open(settings())
+    with pytest.raises(ConfigurationError, match="PUBDATA_STAGING_BUCKET=.* is readable through the public bucket"):
+        tasks.staging_store(settings())
+    monkeypatch.setenv("PUBDATA_BUCKET", "gs://public-bucket")
+    monkeypatch.setenv("PUBDATA_STATE_URL", "gs://public-bucket/state")  # any prefix of a public-read bucket is public
+    with pytest.raises(ConfigurationError, match="readable through the public bucket"):
+        records.RunRecords.open(settings())
 
 
 def test_status_lists_outcome_rows_failures_and_report(project, stage_sql):
     cfg = settings()
     wh, staged = stage_sql(GOOD_ROWS.replace("90000, 5000", "90000, 10"))
-    records.RunRecords(cfg.internal_dir).start(EXAMPLE, DAY, "manual__2026-11-01")
-    records.RunRecords(cfg.internal_dir).update(EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
+    records.RunRecords.open(cfg).start(EXAMPLE, DAY, "manual__2026-11-01")
+    records.RunRecords.open(cfg).update(EXAMPLE, DAY, state="staged", staged=staged.to_dict(), rows=3)
     with pytest.raises(ValidationFailed):
         tasks.validate(EXAMPLE, staged.to_dict())
 
@@ -108,7 +113,7 @@ def test_status_lists_outcome_rows_failures_and_report(project, stage_sql):
     assert row["failing"] == [
         "every row stands for at least 5,000 distinct clients, counted by the warehouse: observed 1 row(s): distinct clients",
         "every row, Other rows included, has client_count >= 5000: observed 1"]
-    assert Path(row["report"]).is_file()
+    assert local_path(row["report"]).is_file() and row["error_kind"] == "data"
     others = [r for d, r in rows.items() if d != EXAMPLE]
     assert all(r["outcome"] == "never run" for r in others)
 

@@ -1,7 +1,8 @@
 """The BigQuery warehouse, run through the real google-cloud-bigquery client over a fake HTTP transport.
 
 Assertions are on the requests the client actually sent (job configurations, query strings),
-which is what BigQuery would receive in production.
+which is what BigQuery would receive in production. The fake refuses what BigQuery refuses
+that pubdata relies on (a job id inserted twice: 409 Already Exists).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import pytest
 import requests
 
 from pubdata.errors import ConfigurationError
-from pubdata.warehouses.base import Column, QueryError, StagedTable, WarehouseError
+from pubdata.warehouses.base import Column, JobScope, QueryError, StagedTable, WarehouseError
 from pubdata.warehouses.bigquery import BigQueryWarehouse, label_value, query_parameters, staging_table_name
 from tests.support.fake_bigquery import FakeBigQuery
 
 PROJECT = "test-project"
 DATASET_ID = "ds.page_loads_v1"
-TABLE = f"{PROJECT}.pubdata_staging.ds__page_loads_v1"
+STAGING_TABLE = "ds__page_loads_v1__20261101"  # the run's own staging table: dataset and day
+TABLE = f"{PROJECT}.pubdata_staging.{STAGING_TABLE}"
 QUERY = (
     "SELECT submission_date, country, COUNT(DISTINCT client_id) AS client_count\n"
     "FROM `moz-fx-data-shared-prod.telemetry.clients_daily`\n"
@@ -48,6 +50,7 @@ def make_warehouse(fake: FakeBigQuery, **kwargs) -> BigQueryWarehouse:
         retry_initial_delay=0.01,
         retry_maximum_delay=0.05,
         job_timeout=30,
+        scope=JobScope(staging_expiration=dt.timedelta(days=14)),  # what the tasks give it: the quarantine period
     )
     options.update(kwargs)
     return BigQueryWarehouse(PROJECT, client=fake.client(location=options["location"]), **options)
@@ -81,8 +84,16 @@ def test_from_url_reads_options_and_defaults():
         "moz-fx-data-shared-prod", "tmp_pub", "EU", 1000, 90.0
     )
     default = BigQueryWarehouse.from_url("bigquery://p")
-    assert (default.staging_dataset, default.location, default.maximum_bytes_billed) == ("pubdata_staging", None, 10 * 1024**4)
+    assert (default.staging_dataset, default.location, default.maximum_bytes_billed) == ("pubdata_staging", None, 1024**4)
     assert default.engine == "bigquery"
+
+
+def test_each_dataset_has_its_own_byte_cap_under_the_deployments_ceiling():
+    dataset = BigQueryWarehouse.from_url("bigquery://p", scope=JobScope(maximum_bytes_billed=50 * 1024**3))
+    assert dataset.maximum_bytes_billed == 50 * 1024**3  # no shared default: the declaration's cap
+    capped = BigQueryWarehouse.from_url("bigquery://p?maximum_bytes_billed=1000",
+                                        scope=JobScope(maximum_bytes_billed=50 * 1024**3))
+    assert capped.maximum_bytes_billed == 1000  # never above the deployment's ceiling
 
 
 @pytest.mark.parametrize(
@@ -114,7 +125,8 @@ def test_opening_the_warehouse_does_not_import_google_clients():
 
 
 def test_names_and_labels_follow_bigquery_rules():
-    assert staging_table_name("ds.page_loads_v12") == "ds__page_loads_v12"
+    assert staging_table_name("ds.page_loads_v12") == "ds__page_loads_v12__full"
+    assert staging_table_name("ds.page_loads_v12", DAY) == "ds__page_loads_v12__20261101"
     with pytest.raises(ConfigurationError):
         staging_table_name("DS.Bad")
     long = label_value("a_dataset_with_a_rather_long_name.and_an_even_longer_table_name_v123")
@@ -125,10 +137,10 @@ def test_names_and_labels_follow_bigquery_rules():
 # -- stage ---------------------------------------------------------------------------------------
 
 
-def test_stage_dry_runs_then_replaces_the_partition(fake, wh):
+def test_stage_dry_runs_then_replaces_the_runs_staging_table(fake, wh):
     staged = stage(wh)
 
-    assert staged == StagedTable(DATASET_ID, f"{PROJECT}.pubdata_staging", "ds__page_loads_v1", "2026-11-01")
+    assert staged == StagedTable(DATASET_ID, f"{PROJECT}.pubdata_staging", STAGING_TABLE, "2026-11-01")
     dry, real = fake.job_inserts()
     expected_params = [
         {"name": "submission_date", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2026-11-01"}},
@@ -146,23 +158,89 @@ def test_stage_dry_runs_then_replaces_the_partition(fake, wh):
     assert "dryRun" not in config
     q = config["query"]
     assert q["query"] == QUERY
-    assert q["destinationTable"] == {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": "ds__page_loads_v1$20261101"}
+    assert q["destinationTable"] == {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": STAGING_TABLE}
     assert q["writeDisposition"] == "WRITE_TRUNCATE"
-    assert q["timePartitioning"] == {"type": "DAY", "field": "submission_date"}
-    assert q["maximumBytesBilled"] == str(10 * 1024**4)
+    assert "timePartitioning" not in q  # one table per day: replacing it replaces its schema too
+    assert q["maximumBytesBilled"] == str(1024**4)
+    assert config["jobTimeoutMs"] == "30000"  # BigQuery stops the job itself at job_timeout
     assert q["priority"] == "INTERACTIVE"
     assert q["useLegacySql"] is False
     assert q["parameterMode"] == "NAMED"
     assert q["queryParameters"] == expected_params
     assert config["labels"] == {"pubdata_dataset": "ds_page_loads_v1", "pubdata_step": "stage", "pubdata_partition": "2026-11-01"}
-    assert real["jobReference"]["jobId"].startswith("pubdata_ds__page_loads_v1_stage_")
+    assert real["jobReference"]["jobId"].startswith(f"pubdata_stage_{STAGING_TABLE}_")
+    assert real["jobReference"]["jobId"].endswith("_1")
     assert real["jobReference"]["location"] == "US"
 
     job_id = real["jobReference"]["jobId"]
-    waits = [(r.method, r.path) for r in fake.requests[2:]]
+    waits = [(r.method, r.path) for r in fake.requests[2:4]]
     assert waits == [("GET", f"/projects/{PROJECT}/jobs/{job_id}"), ("GET", f"/projects/{PROJECT}/queries/{job_id}")]
     assert fake.requests[3].params["maxResults"] == "0"  # waits for the job without downloading rows
-    assert fake.tables[TABLE].partitions["20261101"] == ROWS
+    assert fake.tables[TABLE].rows == ROWS
+    # The staged table drops itself after the quarantine period, whether or not anyone purges it.
+    [patch] = fake.calls("PATCH", r"/tables/")
+    assert patch.path.endswith(f"/tables/{STAGING_TABLE}") and set(patch.body) >= {"expirationTime"}
+    expires = dt.datetime.fromtimestamp(int(patch.body["expirationTime"]) / 1000, dt.UTC)
+    assert dt.timedelta(days=13, hours=23) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(days=14)
+
+
+def test_job_ids_derive_from_dataset_partition_and_run(fake):
+    first = stage(make_warehouse(fake, scope=JobScope(run_id="scheduled__2026-11-01")))
+    other_run = stage(make_warehouse(fake, scope=JobScope(run_id="scheduled__2026-11-02")))
+    ids = [b["jobReference"]["jobId"] for b in fake.job_inserts() if not b["configuration"].get("dryRun")]
+    assert first == other_run and len(set(ids)) == 2
+    other_day = stage(make_warehouse(fake, scope=JobScope(run_id="scheduled__2026-11-01")),
+                      params={"submission_date": DAY + dt.timedelta(days=1), "min_clients": 5000},
+                      partition=DAY + dt.timedelta(days=1))
+    assert other_day.table == "ds__page_loads_v1__20261102"
+    assert fake.job_inserts()[-1]["jobReference"]["jobId"].startswith("pubdata_stage_ds__page_loads_v1__20261102_")
+
+
+def test_a_retried_task_reattaches_to_the_job_its_killed_worker_started(fake):
+    """The worker running stage dies while BigQuery runs the query; the retry must not pay again."""
+    fake.polls_until_done = 3
+    killed = make_warehouse(fake, scope=JobScope(run_id="scheduled__2026-11-01"))
+
+    def die(job, **kwargs):
+        raise KeyboardInterrupt("worker killed")
+
+    killed._wait = die
+    with pytest.raises(KeyboardInterrupt):
+        stage(killed)
+    [started] = [b["jobReference"]["jobId"] for b in fake.job_inserts()[1:]]
+    assert fake.jobs[started]["status"]["state"] == "RUNNING"
+
+    retried = make_warehouse(fake, scope=JobScope(run_id="scheduled__2026-11-01"))
+    staged = stage(retried)
+
+    inserts = [b for b in fake.job_inserts() if not b["configuration"].get("dryRun")]
+    assert [b["jobReference"]["jobId"] for b in inserts] == [started, started]  # the second answered 409
+    assert len([j for j in fake.jobs if j.startswith("pubdata_stage_")]) == 1  # one query paid for
+    assert fake.calls("GET", rf"/jobs/{started}$")  # reattached: waited for that job
+    assert fake.jobs[started]["status"]["state"] == "DONE" and fake.tables[TABLE].rows == ROWS
+    assert staged.table == STAGING_TABLE
+
+
+def test_a_finished_job_whose_table_is_gone_runs_again(fake):
+    """The same run staged again after its publish dropped the table (a cleared DAG run)."""
+    wh = make_warehouse(fake, scope=JobScope(run_id="scheduled__2026-11-01"))
+    staged = stage(wh)
+    wh.drop(staged)
+
+    stage(make_warehouse(fake, scope=JobScope(run_id="scheduled__2026-11-01")))
+
+    ids = [b["jobReference"]["jobId"] for b in fake.job_inserts() if not b["configuration"].get("dryRun")]
+    assert [i[-2:] for i in ids] == ["_1", "_1", "_2"]  # attempt 1 exists (409), attempt 2 runs the query
+    assert fake.tables[TABLE].rows == ROWS
+
+
+def test_the_fake_is_as_strict_as_bigquery_about_job_ids(fake):
+    body = {"jobReference": {"projectId": PROJECT, "jobId": "same"}, "configuration": {"query": {"query": "SELECT 1"}}}
+    session = fake.session()
+    url = f"https://bigquery.googleapis.com/bigquery/v2/projects/{PROJECT}/jobs"
+    assert session.post(url, json=body).status_code == 200
+    again = session.post(url, json=body)
+    assert again.status_code == 409 and "Already Exists: Job" in again.json()["error"]["message"]
 
 
 def test_stage_without_partition_replaces_the_whole_table(fake, wh):
@@ -170,20 +248,22 @@ def test_stage_without_partition_replaces_the_whole_table(fake, wh):
 
     assert staged.partition is None
     q = fake.job_inserts()[1]["configuration"]["query"]
-    assert q["destinationTable"]["tableId"] == "ds__page_loads_v1"
+    assert q["destinationTable"]["tableId"] == "ds__page_loads_v1__full"
     assert q["writeDisposition"] == "WRITE_TRUNCATE"
     assert "timePartitioning" not in q
     assert "pubdata_partition" not in fake.job_inserts()[1]["configuration"]["labels"]
 
 
-def test_stage_without_partition_field_uses_ingestion_time_partitioning(fake, wh):
-    staged = stage(wh, partition_field=None)
+def test_an_edited_query_with_other_columns_stages_again(fake, wh):
+    """Schema changes are no query error: the run's table is replaced, schema and all."""
+    stage(wh)
+    fake.add_result("clients_daily", [("submission_date", "DATE"), ("country", "STRING"), ("os", "STRING"),
+                                      ("client_count", "FLOAT")], [(DAY, "DE", "Linux", 6000.0)])
 
-    assert fake.job_inserts()[1]["configuration"]["query"]["timePartitioning"] == {"type": "DAY"}
-    fake.add_result("count(*)", [("f0_", "INTEGER")], [(3,)])
-    assert wh.scalar(staged, "SELECT count(*) FROM {table}") == 3
-    sent = fake.calls("POST", r"/queries$")[-1].body["query"]
-    assert f"(SELECT * FROM `{TABLE}` WHERE _PARTITIONDATE = DATE '2026-11-01')" in sent
+    staged = stage(wh, query=QUERY.replace("country,", "country, os,"))
+
+    assert [c.name for c in wh.columns(staged)] == ["submission_date", "country", "os", "client_count"]
+    assert wh.columns(staged)[-1].type == "FLOAT64"
 
 
 def test_query_parameters_get_bigquery_types():
@@ -261,9 +341,10 @@ def test_transient_job_failure_reruns_the_job(fake, wh):
 
     dry, first, second = fake.job_inserts()
     assert first["jobReference"]["jobId"] != second["jobReference"]["jobId"]
-    assert second["jobReference"]["jobId"].startswith("pubdata_ds__page_loads_v1_stage_")
+    assert (first["jobReference"]["jobId"][-2:], second["jobReference"]["jobId"][-2:]) == ("_1", "_2")  # next attempt
+    assert second["jobReference"]["jobId"].startswith(f"pubdata_stage_{STAGING_TABLE}_")
     assert second["configuration"] == first["configuration"]
-    assert fake.tables[TABLE].partitions["20261101"] == ROWS
+    assert fake.tables[TABLE].rows == ROWS
 
 
 def test_500_on_job_insert_is_retried_with_the_same_job_id(fake, wh):
@@ -273,7 +354,7 @@ def test_500_on_job_insert_is_retried_with_the_same_job_id(fake, wh):
 
     dry, failed, retried = fake.job_inserts()
     assert failed == retried  # same jobId: a retried insert cannot start a second job
-    assert fake.tables[TABLE].partitions["20261101"] == ROWS
+    assert fake.tables[TABLE].rows == ROWS
 
 
 def test_429_and_connection_reset_while_waiting_are_retried(fake, wh):
@@ -338,16 +419,6 @@ def test_missing_source_table_is_a_query_error(fake, wh):
         stage(wh)
 
 
-def test_staging_table_with_other_partitioning_must_be_dropped(fake, wh):
-    fake.add_table(TABLE, SCHEMA, partition_field="country")
-
-    with pytest.raises(ConfigurationError) as err:
-        stage(wh)
-
-    assert not isinstance(err.value, QueryError)
-    assert "bq rm -t test-project:pubdata_staging.ds__page_loads_v1" in str(err.value)
-
-
 def test_job_that_outlives_the_timeout_is_cancelled(fake):
     wh = make_warehouse(fake, job_timeout=0.3)
     fake.never_finish = True
@@ -364,13 +435,13 @@ def test_job_that_outlives_the_timeout_is_cancelled(fake):
 
 def test_columns_use_standard_sql_type_names(fake, wh):
     fake.add_table(TABLE, [("d", "DATE"), ("n", "INTEGER"), ("f", "FLOAT"), ("b", "BOOLEAN"), ("t", "TIMESTAMP"), ("x", "NUMERIC")])
-    staged = StagedTable(DATASET_ID, f"{PROJECT}.pubdata_staging", "ds__page_loads_v1", None)
+    staged = StagedTable(DATASET_ID, f"{PROJECT}.pubdata_staging", STAGING_TABLE, None)
 
     assert wh.columns(staged) == [
         Column("d", "DATE"), Column("n", "INT64"), Column("f", "FLOAT64"), Column("b", "BOOL"),
         Column("t", "TIMESTAMP"), Column("x", "NUMERIC"),
     ]
-    assert fake.requests[-1].path == f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1"
+    assert fake.requests[-1].path == f"/projects/{PROJECT}/datasets/pubdata_staging/tables/{STAGING_TABLE}"
 
 
 def test_reading_a_staged_table_that_is_gone_says_to_stage_again(fake, wh):
@@ -391,30 +462,18 @@ def test_missing_credentials_say_how_to_log_in(tmp_path, monkeypatch):
         wh.client
 
 
-def test_scalar_reads_only_the_staged_partition(fake, wh):
+def test_scalar_reads_the_runs_staging_table(fake, wh):
     staged = stage(wh)
     fake.add_result("MIN(client_count)", [("f0_", "INTEGER")], [(6000,)])
 
     assert wh.scalar(staged, "SELECT MIN(client_count) FROM {table} AS t") == 6000
 
     body = fake.calls("POST", r"/queries$")[-1].body
-    assert body["query"] == (
-        f"SELECT MIN(client_count) FROM (SELECT * FROM `{TABLE}` WHERE `submission_date` = DATE '2026-11-01') AS t"
-    )
+    assert body["query"] == f"SELECT MIN(client_count) FROM `{TABLE}` AS t"
     assert body["useLegacySql"] is False
-    assert body["maximumBytesBilled"] == str(10 * 1024**4)
+    assert body["maximumBytesBilled"] == str(1024**4)
     assert body["labels"] == {"pubdata_dataset": "ds_page_loads_v1", "pubdata_step": "validate", "pubdata_partition": "2026-11-01"}
     assert body["location"] == "US"
-
-
-def test_scalar_on_a_timestamp_partition_compares_dates(fake, wh):
-    fake.add_table(TABLE, [("submission_timestamp", "TIMESTAMP"), ("n", "INTEGER")], partition_field="submission_timestamp")
-    fake.add_result("count(*)", [("f0_", "INTEGER")], [(0,)])
-    staged = StagedTable(DATASET_ID, f"{PROJECT}.pubdata_staging", "ds__page_loads_v1", "2026-11-01")
-
-    wh.scalar(staged, "SELECT count(*) FROM {table}")
-
-    assert "WHERE DATE(`submission_timestamp`) = DATE '2026-11-01'" in fake.calls("POST", r"/queries$")[-1].body["query"]
 
 
 def test_scalar_needs_exactly_one_value(fake, wh):
@@ -462,7 +521,7 @@ def test_export_into_a_local_store_reads_tabledata_page_by_page_and_sorts(fake, 
     ]
     assert len(fake.job_inserts()) == inserted, "tabledata.list is free: no query job"
     pages = fake.calls("GET", r"/data$")
-    assert {r.path for r in pages} == {f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1$20261101/data"}
+    assert {r.path for r in pages} == {f"/projects/{PROJECT}/datasets/pubdata_staging/tables/{STAGING_TABLE}/data"}
     assert [r.params.get("pageToken") for r in pages] == [None, "2"]
     assert all(r.params["maxResults"] == "2" for r in pages)
 
@@ -514,9 +573,10 @@ def test_extract_to_gcs_runs_an_extract_job(fake, wh):
     job_id = wh.extract_to_gcs(staged, "gs://bucket/staging/ds/page_loads_v1/2026-11-01/part-*.json.gz")
 
     body = fake.job_inserts()[-1]
-    assert body["jobReference"]["jobId"] == job_id and job_id.startswith("pubdata_ds__page_loads_v1_extract_")
+    assert body["jobReference"]["jobId"] == job_id and job_id.startswith(f"pubdata_extract_{STAGING_TABLE}_")
+    assert body["configuration"]["jobTimeoutMs"] == "30000"
     assert body["configuration"]["extract"] == {
-        "sourceTable": {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": "ds__page_loads_v1$20261101"},
+        "sourceTable": {"projectId": PROJECT, "datasetId": "pubdata_staging", "tableId": STAGING_TABLE},
         "destinationUris": ["gs://bucket/staging/ds/page_loads_v1/2026-11-01/part-*.json.gz"],
         "destinationFormat": "NEWLINE_DELIMITED_JSON",
         "compression": "GZIP",
@@ -537,25 +597,39 @@ def test_extract_to_gcs_runs_an_extract_job(fake, wh):
 # -- drop -------------------------------------------------------------------------------------------
 
 
-def test_drop_deletes_the_partition_and_tolerates_absence(fake, wh):
+def test_drop_deletes_the_runs_table_and_tolerates_absence(fake, wh):
     staged = stage(wh)
-    assert "20261101" in fake.tables[TABLE].partitions
+    assert TABLE in fake.tables
 
     wh.drop(staged)
     wh.drop(staged)  # already gone: fine
 
     deletes = fake.calls("DELETE")
-    assert [r.path for r in deletes] == [f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1$20261101"] * 2
-    assert "20261101" not in fake.tables[TABLE].partitions
-
-
-def test_drop_of_an_unpartitioned_table_deletes_the_table(fake, wh):
-    staged = stage(wh, partition=None, partition_field=None)
-
-    wh.drop(staged)
-
-    assert fake.calls("DELETE")[-1].path == f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1"
+    assert [r.path for r in deletes] == [f"/projects/{PROJECT}/datasets/pubdata_staging/tables/{STAGING_TABLE}"] * 2
     assert TABLE not in fake.tables
+
+
+# -- source readiness -------------------------------------------------------------------------------
+
+
+def test_a_source_is_ready_once_its_days_partition_has_rows(fake, wh):
+    partitions = "INFORMATION_SCHEMA.PARTITIONS"
+    fake.add_result(partitions, [("partition_id", "STRING"), ("total_rows", "INTEGER")],
+                    [("20261031", 120_000), ("20261101", 0)])
+    source = "moz-fx-data-shared-prod.telemetry.clients_daily"
+
+    assert wh.source_ready(source, DAY - dt.timedelta(days=1)) is True
+    assert wh.source_ready(source, DAY) is False  # the partition exists but is still empty
+    assert wh.source_ready(source, DAY + dt.timedelta(days=1)) is False  # not there at all
+
+    body = fake.calls("POST", r"/queries$")[-1].body
+    assert body["query"].startswith("SELECT partition_id, total_rows FROM "
+                                    "`moz-fx-data-shared-prod.telemetry.INFORMATION_SCHEMA.PARTITIONS`")
+    assert body["queryParameters"][0]["parameterValue"] == {"value": "clients_daily"}  # bound, not spliced
+    fake.add_result(partitions, [("partition_id", "STRING"), ("total_rows", "INTEGER")], [(None, 5)])
+    assert wh.source_ready(source, DAY) is True  # not partitioned: nothing to wait for
+    with pytest.raises(ConfigurationError, match="project.dataset.table"):
+        wh.source_ready("clients_daily", DAY)
 
 
 # -- Great Expectations -----------------------------------------------------------------------------
@@ -565,17 +639,17 @@ def test_gx_connection_string_is_understood_by_sqlalchemy_bigquery(wh):
     from sqlalchemy.engine import make_url
     from sqlalchemy_bigquery.parse_url import parse_url
 
-    staged = StagedTable(DATASET_ID, f"{PROJECT}.pubdata_staging", "ds__page_loads_v1", "2026-11-01")
+    staged = StagedTable(DATASET_ID, f"{PROJECT}.pubdata_staging", STAGING_TABLE, "2026-11-01")
     url = wh.gx_connection_string(staged)
 
     project, location, dataset, *_, job_config, _, _ = parse_url(make_url(url))
     assert (project, location, dataset) == (PROJECT, "US", "pubdata_staging")
-    assert job_config.maximum_bytes_billed == 10 * 1024**4
+    assert job_config.maximum_bytes_billed == 1024**4
     assert job_config.labels == {"pubdata_dataset": "ds_page_loads_v1", "pubdata_step": "validate", "pubdata_partition": "2026-11-01"}
 
 
 @pytest.mark.filterwarnings("ignore:Cannot create BigQuery Storage client")
-def test_gx_batch_is_a_query_asset_over_the_partition(fake, wh, tmp_path, monkeypatch):
+def test_gx_batch_is_a_query_asset_over_the_runs_table(fake, wh, tmp_path, monkeypatch):
     """Builds the datasource, asset and batch with real GX; nothing is executed in BigQuery here."""
     gx = pytest.importorskip("great_expectations")
     adc = tmp_path / "adc.json"  # offline credentials: enough for GX to build its engine, never used
@@ -590,19 +664,16 @@ def test_gx_batch_is_a_query_asset_over_the_partition(fake, wh, tmp_path, monkey
 
     datasource = context.data_sources.get(wh.gx_datasource_name(staged))
     assert datasource.connection_string == wh.gx_connection_string(staged)
-    asset = datasource.get_asset("ds__page_loads_v1__2026-11-01")
-    assert asset.query == f"SELECT * FROM `{TABLE}` WHERE `submission_date` = DATE '2026-11-01'"
+    asset = datasource.get_asset(STAGING_TABLE)
+    assert asset.query == f"SELECT * FROM `{TABLE}`"
     assert batch.data_asset.name == asset.name
-    # Only schema look-ups (for the partition column) reached BigQuery: no query ran.
-    assert {(r.method, r.path) for r in fake.requests[requests_before:]} == {
-        ("GET", f"/projects/{PROJECT}/datasets/pubdata_staging/tables/ds__page_loads_v1")
-    }
+    assert fake.requests[requests_before:] == []  # building the batch ran nothing in BigQuery
 
 
-def test_a_stage_plan_is_one_bigquery_statement_and_its_side_table_reads_the_staged_partition(fake, wh):
+def test_a_stage_plan_is_one_bigquery_statement_and_its_side_table_reads_the_staged_rows(fake, wh):
     """The statement DuckDB transpiles (tests/sql/test_rewrite.py) is the one BigQuery runs, as it is:
     the same HAVING on the warehouse's count, the roll-up's valid countries as an ARRAY<STRING> parameter;
-    when rows overlap, the differencing query runs over the staged partition into a side table."""
+    when rows overlap, the differencing query runs over the run's staging table into a side table."""
     from pubdata.declarations.spec import DeclarationFile
     from pubdata.sql.rewrite import plan
     from pubdata.warehouses.base import DIFFERENCING, STAGED
@@ -623,7 +694,8 @@ def test_a_stage_plan_is_one_bigquery_statement_and_its_side_table_reads_the_sta
     params = {p["name"]: p for p in real["query"]["queryParameters"]}
     assert params["_pubdata_valid_country"]["parameterType"] == {"type": "ARRAY", "arrayType": {"type": "STRING"}}
     assert {"value": "DE"} in params["_pubdata_valid_country"]["parameterValue"]["arrayValues"]
-    assert side["query"]["destinationTable"]["tableId"] == wh.side(staged, DIFFERENCING).table
+    assert side["query"]["destinationTable"]["tableId"] == wh.side(staged, DIFFERENCING).table == f"{STAGING_TABLE}__differencing"
     text = side["query"]["query"]
-    assert f"FROM (SELECT * FROM `{TABLE}` WHERE `submission_date` = CAST('2026-11-01' AS DATE)) AS {STAGED}" in text
+    assert f"FROM (SELECT * FROM `{TABLE}`) AS {STAGED}" in text
     assert side["labels"]["pubdata_step"] == DIFFERENCING
+    assert inserts[2]["jobReference"]["jobId"].startswith(f"pubdata_differencing_{STAGING_TABLE}__differencing_")

@@ -82,3 +82,27 @@ def test_columns_and_drop(wh):
     assert staged_exists(wh, staged)
     wh.drop(staged)
     assert not staged_exists(wh, staged)
+
+
+def test_staging_directory_comes_from_the_url_when_workers_share_the_warehouse(tmp_path, source_warehouse):
+    """Workers with homes of their own share the staged tables only when the URL names the directory."""
+    from pubdata.errors import ConfigurationError
+    from pubdata.warehouses.duckdb import DuckDBWarehouse
+
+    shared = DuckDBWarehouse.from_url(f"duckdb://{source_warehouse}?staging_dir={tmp_path / 'shared'}",
+                                      home=tmp_path / "worker-a")
+    assert shared.staging_dir == tmp_path / "shared" and shared.source == source_warehouse
+    assert DuckDBWarehouse.from_url(f"duckdb://{source_warehouse}", home=tmp_path / "a").staging_dir == \
+        tmp_path / "a" / "internal" / "staging"
+    with pytest.raises(ConfigurationError, match="unknown option 'staging'"):
+        DuckDBWarehouse.from_url(f"duckdb://{source_warehouse}?staging=/x")
+
+
+def test_a_source_is_ready_when_its_day_has_rows(wh):
+    clients_daily = "moz-fx-data-shared-prod.telemetry.clients_daily"
+    events = "moz-fx-data-shared-prod.firefox_desktop.events_stream"  # partitioned on a timestamp
+    assert wh.source_ready(clients_daily, dt.date(2026, 11, 1)) is True
+    assert wh.source_ready(events, dt.date(2026, 11, 1)) is True
+    assert wh.source_ready(clients_daily, dt.date(2027, 1, 1)) is False  # not arrived (yet)
+    with pytest.raises(QueryError, match="does not exist.*source_tables"):
+        wh.source_ready("moz-fx-data-shared-prod.telemetry.no_such_table", dt.date(2026, 11, 1))

@@ -110,6 +110,7 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         (runnable if v.allows_publish else refused).append((d, v))
     console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
     runner.ensure_airflow_db(cfg)
+    runner.prime_gate(cfg, [d for d, _ in runnable])
     outcomes = []
     for d, _ in runnable:
         with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:
@@ -118,8 +119,16 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         mark = "[green]published[/green]" if out.ok else "[red]FAILED[/red]"
         console.print(f"{d.id}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
         outcomes.append((d, out))
+    catalog_ok = True
+    if any(o.ok for _, o in outcomes):
+        # What the scheduler does after a batch of publishes: the catalog DAG, once.
+        with console.status("rebuilding the public catalog (pubdata_catalog) through Airflow ...") as status:
+            cat = runner.run_catalog(cfg, day.isoformat(), on_task=_task_progress("catalog", status))
+        catalog_ok = cat.returncode == 0
+        mark = "[green]rebuilt[/green]" if catalog_ok else "[red]FAILED[/red]"
+        console.print(f"catalog: {mark} in {cat.seconds}s (log: {_rel(cat.log)})")
     _summary(cfg, outcomes, refused, day)
-    if any(not o.ok for _, o in outcomes):
+    if any(not o.ok for _, o in outcomes) or not catalog_ok:
         raise typer.Exit(1)
 
 
@@ -128,6 +137,9 @@ def _task_progress(dataset_id: str, status):
     def on_task(event) -> None:
         if not event.ended:
             status.update(f"{dataset_id}: [bold]{event.task_id}[/bold] running ...")
+            return
+        if event.state == "up_for_reschedule":  # a sensor looks again later
+            console.print(f"  … {event.task_id} waiting (looks again later)")
             return
         mark = "[green]✓[/green]" if event.state == "success" else "[red]✗[/red]"
         took = f" in {event.seconds}s" if event.seconds is not None else ""
@@ -142,9 +154,11 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _summary(cfg, outcomes, refused, day) -> None:
+def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None) -> None:
+    """The table `pubdata run` ends with; workers (dataset -> which worker ran each task), when known."""
     table = Table(title=f"pubdata run — {day}")
-    for col in ("dataset", "rows", "validation", "files", "review", "where to look"):
+    columns = ["dataset", "rows", "validation", "files", "review", "where to look"] + (["workers"] if workers else [])
+    for col in columns:
         # ids, links and paths stay whole (copyable); long reasons wrap at word boundaries
         table.add_column(col, no_wrap=col in ("dataset", "review"), overflow="fold")
     for d, out in outcomes:
@@ -163,9 +177,13 @@ def _summary(cfg, outcomes, refused, day) -> None:
             quarantined = rec is not None and rec.state == "quarantined"
             where = f"log {_rel(out.log)}" + (" · staged table kept as quarantine" if quarantined else "")
         rows = rec.rows if rec is not None and rec.rows is not None else "-"
-        table.add_row(d.id, f"{rows}", outcome, str(files), str(d.spec.review.bugs[0]), where)
+        if rec is not None and rec.failure is not None and outcome == "not run":
+            outcome = f"{rec.failure.kind} error in {rec.failure.task or 'a task'}"
+        cells = [d.id, f"{rows}", outcome, str(files), str(d.spec.review.bugs[0]), where]
+        table.add_row(*cells, *([workers.get(d.id, "-")] if workers else []))
     for d, v in refused:
-        table.add_row(d.id, "-", f"not run: {v.status}", "0", str(d.spec.review.bugs[0]), "; ".join(v.reasons))
+        cells = [d.id, "-", f"not run: {v.status}", "0", str(d.spec.review.bugs[0]), "; ".join(v.reasons)]
+        table.add_row(*cells, *(["-"] if workers else []))
     console.print(table)
     console.print(f"Public bucket: {cfg.bucket_url}  (served as {cfg.public_base_url}; index all-datasets.json, "
                   "catalog index.html: `pubdata catalog --serve`)")
@@ -208,6 +226,9 @@ def backfill(dataset_id: Annotated[str, typer.Argument(help="An incremental data
     except backfilling.BackfillError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if cfg.airflow_api_url:
+        _submit_backfill(cfg, decl, first, last, force)
+        return
     if plan.skipped:
         console.print(f"skipping {len(plan.skipped)} day(s) already published by this query "
                       f"({plan.skipped[0]} .. {plan.skipped[-1]}); --force republishes them")
@@ -249,6 +270,28 @@ def backfill(dataset_id: Annotated[str, typer.Argument(help="An incremental data
         raise typer.Exit(1)
 
 
+def _submit_backfill(cfg, decl, first: dt.date, last: dt.date, force: bool) -> None:
+    """PUBDATA_AIRFLOW_API_URL is set: the deployment's scheduler runs the backfill, not this machine."""
+    from pubdata.errors import PubdataError
+    from pubdata.orchestration import backfill as backfilling
+
+    try:
+        submitted = backfilling.submit(cfg, decl, first, last, force=force)
+    except PubdataError as exc:
+        err.print(f"[red]backfill of {decl.id} not submitted[/red]: {exc}")
+        raise typer.Exit(1) from None
+    if not submitted.dates:
+        console.print(f"[green]nothing to do[/green]: every day from {first} to {last} already has a run in Airflow "
+                      f"({cfg.airflow_api_url}) that succeeded or is still going; --force runs the finished ones again")
+        return
+    backfill_id = submitted.backfill.get("id")
+    console.print(f"Submitted backfill {backfill_id} of {decl.dag_id} to {cfg.airflow_api_url}: "
+                  f"{len(submitted.dates)} day(s), {submitted.dates[0][:10]} .. {submitted.dates[-1][:10]}, one at a time")
+    console.print(f"Follow it in the Airflow UI: {submitted.url}")
+    if submitted.paused:
+        err.print(f"[yellow]{decl.dag_id} is paused: its backfill runs wait until you unpause it[/yellow]")
+
+
 @app.command()
 def review(dataset_id: Annotated[str, typer.Argument(help="Dataset id, e.g. telemetry_public.page_loads_by_country_v1")]):
     """Print the review request to paste into the review bug (Markdown): the four review questions
@@ -283,9 +326,13 @@ def _status_row(d, rec) -> dict:
     """What `pubdata status` shows of a dataset's latest run (rec: a RunRecord, or None)."""
     if rec is None:
         return {"dataset": d.id, "partition": None, "outcome": "never run", "state": "never run", "when": None,
-                "run_id": None, "rows": None, "failing": [], "report": None, "alert": None}
+                "run_id": None, "rows": None, "failing": [], "report": None, "alert": None, "error_kind": None,
+                "log": None}
     state = rec.state
     outcome = {"published": "published", "quarantined": "failed validation", "validation_error": "error"}.get(state, state)
+    failure = rec.failure if state != "published" else None
+    if failure is not None and state != "quarantined":
+        outcome = f"{failure.kind} error in {failure.task or 'a task'}" + (f": {failure.error}" if failure.error else "")
     q = rec.quarantine
     if state == "quarantined" and q is not None:
         outcome += f" (quarantine purged {q.purged_at[:10]})" if q.purged_at else f" (quarantined until {q.expires[:10]})"
@@ -297,10 +344,13 @@ def _status_row(d, rec) -> dict:
         failing = [f"{f.description}: observed {f.observed}" for f in v.failures]
         failing += [f"error: {f.description}: {f.error}" for f in v.errors]
         failing += [f"warning: {f.description}" for f in v.warnings]
+    kind = failure.kind if failure is not None else ("data" if state == "quarantined" else
+                                                     "infrastructure" if state == "validation_error" else None)
     return {"dataset": d.id, "partition": rec.partition, "outcome": outcome, "state": state,
             "when": rec.finished_at or rec.updated_at, "run_id": rec.run_id,
             "rows": rec.rows, "failing": failing, "report": rec.report,
-            "alert": (rec.alert or {}).get("webhook")}
+            "alert": (rec.alert or {}).get("webhook"), "error_kind": kind,
+            "log": failure.log_url if failure is not None else None}
 
 
 @app.command()
@@ -311,19 +361,30 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON inst
     from pubdata.orchestration.records import RunRecords
 
     cfg, catalog, decls = _select(None)
-    records = RunRecords(cfg.internal_dir)
+    records = RunRecords.open(cfg)  # the run-state store every worker writes to
     rows = [_status_row(d, records.latest(d.id)) for d in decls]
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    table = Table(title="pubdata status")
-    for col in ("dataset", "partition", "outcome", "when", "rows", "failing expectations", "report"):
+    table = Table(title=f"pubdata status (run state: {cfg.state_url})")
+    for col in ("dataset", "partition", "outcome", "when", "rows", "failing expectations", "report / log"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        report = f"[link={Path(r['report']).as_uri()}]{_rel(Path(r['report']))}[/link]" if r["report"] else "-"
+        links = [_link(r["report"])] if r["report"] else []
+        links += [f"[link={r['log']}]{r['log']}[/link]"] if r["log"] else []
         table.add_row(r["dataset"], r["partition"] or "-", r["outcome"], r["when"] or "-",
-                      "-" if r["rows"] is None else f"{r['rows']:,}", "\n".join(r["failing"]) or "-", report)
+                      "-" if r["rows"] is None else f"{r['rows']:,}", "\n".join(r["failing"]) or "-",
+                      "\n".join(links) or "-")
     console.print(table)
+
+
+def _link(url: str) -> str:
+    """A report's link for the terminal: a local file as a path relative to here, others as they are."""
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return f"[link={url}]{_rel(Path(unquote(urlsplit(url).path)))}[/link]"
+    return f"[link={url}]{url}[/link]"
 
 
 @app.command()
@@ -338,18 +399,19 @@ def quarantine(purge: Annotated[bool, typer.Option("--purge", help="Drop staged 
     except ConfigurationError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    for rec in purged:
-        expires = rec.quarantine.expires if rec.quarantine else "?"
-        console.print(f"purged {rec.dataset} {rec.partition or 'full'} (expired {expires})")
-    held = quarantining.held(cfg)
+    for mark in purged:
+        console.print(f"purged {mark.dataset} {mark.partition or 'full'} (expired {mark.info.expires})")
+    from pubdata.orchestration.records import RunRecords
+
+    records = RunRecords.open(cfg)
     table = Table(title=f"pubdata quarantine (retention {quarantining.retention_days()} days)")
     for col in ("dataset", "partition", "since", "expires", "staged table", "failing expectations"):
         table.add_column(col, overflow="fold")
-    for rec in held:
-        q = rec.quarantine
-        assert q is not None
-        fails = "; ".join(f.description for f in rec.validation.failures) if rec.validation else ""
-        table.add_row(rec.dataset, rec.partition or "full", q.since, q.expires,
+    for mark in quarantining.held(cfg):
+        q = mark.info
+        rec = records.get(mark.dataset, mark.partition)
+        fails = "; ".join(f.description for f in rec.validation.failures) if rec and rec.validation else ""
+        table.add_row(mark.dataset, mark.partition or "full", q.since, q.expires,
                       f"{q.staged.get('location')} {q.staged.get('table')}", fails)
     console.print(table)
 
@@ -446,6 +508,7 @@ def airflow(port: Annotated[int, typer.Option(help="Port of the Airflow UI on 12
     from pubdata.orchestration import runner
 
     cfg = settings()
+    runner.ensure_airflow_db(cfg)  # the metadata DB, and the pool the warehouse tasks wait for
     binary = runner.airflow_bin()
     env = runner.airflow_env(cfg, {
         # standalone starts `airflow scheduler`, `airflow api-server`, ... by name: this environment's first

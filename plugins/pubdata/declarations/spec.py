@@ -25,6 +25,9 @@ from pydantic import (
 from pubdata.declarations.airflow_limits import OWNERS_MAX, cron_problem
 
 DEFAULT_MIN_BUCKET_SIZE = 5000
+# 1 TiB: several times what a day of a daily aggregate over clients_daily scans, far below a
+# runaway scan of a whole telemetry history. Raise it per dataset, with the reviewer's knowledge.
+DEFAULT_MAXIMUM_BYTES_BILLED = 1024**4
 Format = Literal["json", "csv", "parquet"]
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$")]
@@ -202,10 +205,16 @@ class DeclarationFile(_Strict):
     partition_field: Identifier | None = None
     source_tables: list[Line] = Field(
         default_factory=list,
-        description="Fully qualified tables the query may read; empty means whatever the query reads.",
+        description="Fully qualified tables the query may read; empty means whatever the query reads. "
+                    "Each run waits until every one of them has rows for the run's day.",
     )
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Extra query parameters bound as @name."
+    )
+    maximum_bytes_billed: int = Field(
+        default=DEFAULT_MAXIMUM_BYTES_BILLED, ge=1,
+        description="Bytes one run of the query may scan in BigQuery (dry-run checked, then enforced by BigQuery); "
+                    "default 1 TiB (1099511627776).",
     )
     export: Export = Field(default_factory=Export)
     labels: dict[Line, Line] = Field(default_factory=dict)

@@ -1,8 +1,11 @@
 """On-call alerts: one message per failed run (and per run that published with warnings).
 
 Slack-compatible JSON to PUBDATA_ALERT_WEBHOOK_URL, and e-mail to the owners through Airflow's
-[smtp] settings. Delivery never raises: an alert that cannot be sent is logged and recorded in
-the run record, and never turns a published run into a failed one.
+[smtp] settings. Each alert says whether the data or the infrastructure failed (errors.classify,
+the same answer the DAG factory used to decide on retries), and links to what on-call can open:
+the Airflow task log and the validation report in the private run-state store. Delivery never
+raises: an alert that cannot be sent is logged and recorded in the run record, and never turns a
+published run into a failed one.
 """
 
 from __future__ import annotations
@@ -17,26 +20,35 @@ from typing import Any
 from pubdata.config import Settings, settings
 from pubdata.declarations import Declaration, load
 from pubdata.errors import ValidationFailed, classify, find
-from pubdata.orchestration.records import RunRecord, RunRecords
+from pubdata.ids import DatasetId
+from pubdata.orchestration.records import FailureInfo, RunRecord, RunRecords
 from pubdata.validation.redaction import redact_text, shown
 
 log = logging.getLogger(__name__)
 EMAIL_ENV = "PUBDATA_ALERT_EMAIL"
 MAX_LISTED = 15
 HEADINGS = {"failed": "Failing expectations", "error": "Expectations that could not be evaluated",
-            "refused": "Failing expectations", "warning": "Warnings"}  # listed in one message; the report has all
+            "refused": "Failing expectations", "warning": "Warnings", "late": "Warnings"}  # the report has all
 
 HEADLINES = {
     "failed": "data failed validation: not published, staged table quarantined",
     "refused": "data error: not published (not retried): fix the query, declaration or settings",
     "error": "infrastructure error: not published (retries exhausted; not a data failure)",
     "warning": "published with validation warnings",
+    "late": "the run has not finished by its deadline (infrastructure or late source data): see the log",
+}
+KIND_OF_ERROR = {"failed": "data", "refused": "data", "error": "infrastructure", "late": "infrastructure"}
+FAILURE_LINES = {
+    "failed": "data error (not retried): the data broke a rule",
+    "refused": "data error (not retried): fix the query, declaration or settings",
+    "error": "infrastructure error (retried, then given up): not a data failure",
+    "late": "infrastructure error or late source data: the run is still going or failed",
 }
 
 
 @dataclass
 class Alert:
-    kind: str  # failed | refused | error | warning
+    kind: str  # failed | refused | error | warning | late
     dataset_id: str
     date: str
     run_id: str
@@ -62,6 +74,8 @@ class Alert:
         out = [("Dataset", self.dataset_id), ("Date", self.date), ("Run", self.run_id)]
         if self.task_id:
             out.append(("Task", self.task_id))
+        if self.kind in FAILURE_LINES:
+            out.append(("Failure", FAILURE_LINES[self.kind]))
         if self.error:
             out.append(("Error", self.error))
         out += [("Owners", ", ".join(self.owners) or "-"), ("Review bug", ", ".join(self.review_bugs) or "-")]
@@ -216,12 +230,18 @@ def deliver(alert: Alert, cfg: Settings | None = None) -> dict[str, str]:
 
 def alert_run(cfg: Settings, decl: Declaration, partition: str | None, date: str, *, kind: str,
               task_id: str | None = None, error: str | None = None, log_url: str | None = None) -> dict[str, str]:
-    """Build the alert of one run from its record, deliver it, and note the delivery in the record."""
-    records = RunRecords(cfg.internal_dir)
+    """Build the alert of one run from its record, deliver it, and note the delivery in the record.
+
+    An alert of this kind already delivered for this run (a retried task) is not sent again.
+    """
+    records = RunRecords.open(cfg)
     record = records.get(decl.id, partition)
-    alert = from_record(decl, record, kind=kind, date=date, run_id=record.run_id if record else "manual",
+    run_id = record.run_id if record else "manual"
+    if record is not None and record.alert and record.alert.get("kind") == kind and record.alert.get("run_id") == run_id:
+        return record.alert
+    alert = from_record(decl, record, kind=kind, date=date, run_id=run_id,
                         task_id=task_id, error=error, log_url=log_url)
-    outcome = deliver(alert, cfg)
+    outcome = {**deliver(alert, cfg), "run_id": run_id}
     records.update(decl.id, partition, alert=outcome)
     return outcome
 
@@ -246,7 +266,7 @@ def on_task_failure(dataset_id: str, date: str, context: dict[str, Any]) -> None
         deliver(alert, cfg)
         return
     partition = date if decl.spec.incremental else None
-    records = RunRecords(cfg.internal_dir)
+    records = RunRecords.open(cfg)
     record = records.get(decl.id, partition)
     if record is not None and record.run_id != run_id:
         record = None  # the record of another run: do not report its checks as this run's
@@ -257,8 +277,63 @@ def on_task_failure(dataset_id: str, date: str, context: dict[str, Any]) -> None
         kind = "refused" if classify(exc) == "data" else "error"
     has_report = record is not None and record.validation_report is not None
     error = None if validation_failed and has_report else (f"{type(exc).__name__}: {exc}" if exc else None)
+    log_url = task_log_url(ti)
     alert = from_record(decl, record, kind=kind, date=date, run_id=run_id,
-                        task_id=task_id, error=error, log_url=getattr(ti, "log_url", None))
-    outcome = deliver(alert, cfg)
+                        task_id=task_id, error=error, log_url=log_url)
+    outcome = {**deliver(alert, cfg), "run_id": run_id}
+    failure = FailureInfo(kind=KIND_OF_ERROR[kind], task=task_id, log_url=log_url, at=outcome["at"],
+                          error=_first_line(redact_text(error or f"{type(exc).__name__}: {exc}")) if exc or error else None)
+    fields: dict[str, Any] = {"alert": outcome, "failure": failure}
+    if not validation_failed:
+        fields["state"] = "failed"
     if record is not None:
-        records.update(decl.id, partition, alert=outcome)
+        records.update(decl.id, partition, **fields)
+    else:  # failed before stage started this run's record (a source never arrived, a broken declaration)
+        records.start(decl.id, partition, run_id)
+        records.update(decl.id, partition, **fields)
+
+
+def task_log_url(ti: Any) -> str | None:
+    """The Airflow UI's page of this task instance's log, when Airflow knows its base URL."""
+    url = getattr(ti, "log_url", None)
+    if url:
+        return str(url)
+    try:
+        from airflow.configuration import conf
+
+        base = conf.get("api", "base_url", fallback=None)
+    except Exception:
+        return None
+    dag_id, run_id, task_id = (getattr(ti, k, None) for k in ("dag_id", "run_id", "task_id"))
+    if not (base and dag_id and run_id and task_id):
+        return None
+    from urllib.parse import quote
+
+    try_number = getattr(ti, "try_number", None)
+    url = f"{base.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id)}/tasks/{quote(task_id)}"
+    return url + (f"?try_number={try_number}" if try_number else "")
+
+
+def deadline_missed(context: dict[str, Any], *, dataset_id: str, deadline: str = "") -> None:
+    """A run is not done by its deadline (called through orchestration.deadlines.on_deadline)."""
+    cfg = settings()
+    run = context.get("dag_run") or {}
+    run_id = str(run.get("dag_run_id") or run.get("run_id") or "unknown run")
+    conf = run.get("conf") or {}
+    date = str(conf.get("submission_date") or (run.get("logical_date") or "")[:10] or "unknown date")
+    try:
+        decl = load(dataset_id, cfg.project)
+        owners, bugs = list(decl.spec.owners), [str(b) for b in decl.spec.review.bugs]
+    except Exception:
+        owners, bugs = [], []
+    when = (context.get("deadline") or {}).get("deadline_time") or deadline
+    base = None
+    try:
+        from airflow.configuration import conf as airflow_conf
+
+        base = airflow_conf.get("api", "base_url", fallback=None)
+    except Exception:
+        pass
+    log_url = f"{base.rstrip('/')}/dags/{DatasetId.parse(dataset_id).dag_id}/runs/{run_id}" if base else None
+    deliver(Alert("late", dataset_id, date, run_id, owners=owners, review_bugs=bugs, log_url=log_url,
+                  error=f"not finished by its deadline {when}".strip()), cfg)

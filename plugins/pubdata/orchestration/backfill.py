@@ -1,10 +1,14 @@
 """Backfill: publish a range of days of one incremental dataset through Airflow, resumably.
 
-Each day runs the dataset's DAG with `airflow dags test` (the code path the scheduler runs), one
-day after the other, oldest first. A day whose run record says it was published by the current
-reviewed query (same sha256) is skipped, so running the same command again after a failure
-resumes where it stopped; --force republishes every day. Days are independent partitions:
-re-running one replaces exactly that day, with identical files for identical input.
+With a deployment configured (PUBDATA_AIRFLOW_API_URL), the range is submitted to it as an
+Airflow backfill (REST API, `POST /api/v2/backfills`): the deployment's scheduler runs the days
+on its workers, within its pools and limits, one at a time; days that already have a successful
+run are skipped (--force reprocesses them too). Without one (the embedded stack), each day runs
+the dataset's DAG here with `airflow dags test` (the code path the scheduler runs), one day after
+the other, oldest first; a day whose run record says it was published by the current reviewed
+query (same sha256) is skipped, so running the same command again after a failure resumes where
+it stopped; --force republishes every day. Days are independent partitions: re-running one
+replaces exactly that day, with identical files for identical input.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pubdata.config import Settings
 from pubdata.declarations import Declaration
 from pubdata.errors import UsageError
 from pubdata.orchestration import runner
+from pubdata.orchestration.airflow_api import AirflowAPI
 from pubdata.orchestration.records import RunRecords
 
 MAX_DAYS = 3660  # ten years: a typo in --start should not queue a century of runs
@@ -55,7 +60,7 @@ def check(decl: Declaration, start: dt.date, end: dt.date) -> None:
 
 
 def published_by_current_query(cfg: Settings, decl: Declaration, day: dt.date) -> bool:
-    record = RunRecords(cfg.internal_dir).get(decl.id, day.isoformat())
+    record = RunRecords.open(cfg).get(decl.id, day.isoformat())
     return record is not None and record.state == "published" and record.query_sha256 == decl.query_sha256
 
 
@@ -76,6 +81,7 @@ def run(cfg: Settings, decl: Declaration, dates: list[dt.date], *,
         on_task: Callable[[runner.TaskEvent], None] | None = None) -> list[runner.RunOutcome]:
     """Run the days in order; stop at the first failure (the rest would likely fail the same way)."""
     runner.ensure_airflow_db(cfg)
+    runner.prime_gate(cfg, [decl])
     outcomes = []
     for day in dates:
         on_start(day)
@@ -85,3 +91,30 @@ def run(cfg: Settings, decl: Declaration, dates: list[dt.date], *,
         if not outcome.ok:
             break
     return outcomes
+
+
+@dataclass
+class Submitted:
+    """A backfill the deployment accepted."""
+
+    backfill: dict[str, object]
+    dates: list[str]
+    paused: bool
+    url: str
+
+
+def submit(cfg: Settings, decl: Declaration, start: dt.date, end: dt.date, *, force: bool = False,
+           api: AirflowAPI | None = None) -> Submitted:
+    """Submit the range to the deployment's Airflow as one backfill (checked like a local one first)."""
+    check(decl, start, end)
+    if api is None:
+        if not cfg.airflow_api_url:
+            raise BackfillError("no Airflow deployment configured: set PUBDATA_AIRFLOW_API_URL")
+        api = AirflowAPI.from_env(cfg.airflow_api_url)
+    reprocess = "completed" if force else "failed"
+    paused = bool(api.dag(decl.dag_id).get("is_paused"))
+    dates = api.backfill_dry_run(decl.dag_id, start, end, reprocess=reprocess)
+    if not dates:
+        return Submitted({}, [], paused, api.ui_url(decl.dag_id))
+    created = api.create_backfill(decl.dag_id, start, end, reprocess=reprocess)
+    return Submitted(created, dates, paused, api.ui_url(decl.dag_id))

@@ -1,8 +1,14 @@
-"""One Airflow DAG per approved declaration: stage -> validate -> export -> publish.
+"""One Airflow DAG per approved declaration: wait for sources -> stage -> validate -> export -> publish.
 
 This is the only module (with dags/publish_datasets.py) that knows Airflow. It imports nothing
 heavy at parse time: the declarations (YAML + pydantic) and the policy verdict only. Great
 Expectations, DuckDB and the google clients are imported inside the tasks when they run.
+
+Every DAG is ready for a multi-worker deployment: a reschedule-mode sensor per declared source
+table (so a late source never publishes a partial day), the warehouse tasks in one pool,
+execution and run timeouts, and a deadline alert derived from the schedule. Each publish emits
+an Asset event; one catalog DAG (`pubdata_catalog`), scheduled on every dataset's asset,
+rebuilds the catalog pages once per batch of publishes instead of once per publish.
 
 Declarations that fail to load, datasets the policy refuses or that lack the steward's sign-off,
 and queries the static checks refuse get no DAG, exactly as `pubdata check` judges them; they are
@@ -30,6 +36,42 @@ GATE_BUDGET_ENV = "PUBDATA_GATE_BUDGET_SECONDS"
 DEFAULT_GATE_BUDGET = 10.0
 """Airflow gives a DAG file 30 s (dagbag_import_timeout); the static checks take about 20-50 ms a
 query (bench/RESULTS.md), so a parse checks a few hundred changed declarations and leaves room."""
+CATALOG_DAG_ID = "pubdata_catalog"
+WAREHOUSE_POOL = "pubdata_warehouse"
+"""The pool of every task that works in the warehouse; `pubdata run` creates it, a deployment
+creates it once (`airflow pools set pubdata_warehouse <slots> ...`): without it tasks never run."""
+POOL_SLOTS_ENV = "PUBDATA_WAREHOUSE_POOL_SLOTS"
+DEFAULT_POOL_SLOTS = 4
+
+# How long each step may take before Airflow stops it (and retries it, as an infrastructure error).
+TASK_TIMEOUTS = {
+    "stage": dt.timedelta(hours=2),
+    "validate": dt.timedelta(hours=1),
+    "export": dt.timedelta(hours=2),
+    "publish": dt.timedelta(hours=1),
+    "catalog": dt.timedelta(minutes=30),
+    "wait_poke": dt.timedelta(minutes=5),  # one look at a source's partition
+}
+DEADLINES_ENV = "PUBDATA_DEADLINE_ALERTS"
+"""`off` builds the DAGs without deadline alerts. `airflow dags test` sets nothing to evaluate them
+(no scheduler), and Airflow 3.3.2's `dags test` fails a run that succeeded when its DAG has one
+(it looks the alerts up by database id, which its in-memory copy of the DAG never got); so the
+runner turns them off for the runs it makes with `dags test`."""
+SOURCE_WAIT_ENV = "PUBDATA_SOURCE_WAIT_HOURS"          # how long a run waits for its sources (default 12)
+SOURCE_POKE_ENV = "PUBDATA_SOURCE_POKE_SECONDS"        # how often it looks again (default 600)
+MAX_RUN = dt.timedelta(hours=24)
+
+
+def warehouse_pool_slots() -> int:
+    raw = os.environ.get(POOL_SLOTS_ENV, str(DEFAULT_POOL_SLOTS))
+    return max(int(raw), 1) if raw.isdigit() else DEFAULT_POOL_SLOTS
+
+
+def _source_wait() -> tuple[dt.timedelta, dt.timedelta]:
+    """(timeout, poke interval) of the source-readiness sensors."""
+    hours = float(os.environ.get(SOURCE_WAIT_ENV) or 12)
+    seconds = float(os.environ.get(SOURCE_POKE_ENV) or 600)
+    return dt.timedelta(hours=hours), dt.timedelta(seconds=seconds)
 
 
 def _partition(context: dict[str, Any]) -> dt.date:
@@ -75,7 +117,7 @@ def _doc(decl: Declaration, judged: Verdict) -> str:
 # work per task), and the dag processor rebuilds every DAG on every parse (bench/RESULTS.md).
 
 
-def _permanent_fails_at_once(step: str, dataset_id: str, *args: Any) -> Any:
+def _permanent_fails_at_once(step: str, dataset_id: str, *args: Any, **kwargs: Any) -> Any:
     """Run one step; a data error (errors.classify) fails the task without its retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -83,7 +125,7 @@ def _permanent_fails_at_once(step: str, dataset_id: str, *args: Any) -> Any:
     from pubdata.orchestration import tasks
 
     try:
-        return getattr(tasks, step)(dataset_id, *args)
+        return getattr(tasks, step)(dataset_id, *args, **kwargs)
     except Exception as exc:
         if classify(exc) == "data":
             # Retrying cannot help; after a validation failure the staged table stays as quarantine.
@@ -91,20 +133,35 @@ def _permanent_fails_at_once(step: str, dataset_id: str, *args: Any) -> Any:
         raise
 
 
+def _wait_for_source(dataset_id: str, table: str, **context) -> bool:
+    return bool(_permanent_fails_at_once("wait_for_source", dataset_id, table, _partition(context)))
+
+
 def _stage(dataset_id: str, **context):
     return _permanent_fails_at_once("stage", dataset_id, _partition(context), _run_id(context))
 
 
 def _validate(dataset_id: str, staged, **context):
-    return _permanent_fails_at_once("validate", dataset_id, staged)
+    return _permanent_fails_at_once("validate", dataset_id, staged, _run_id(context))
 
 
 def _export(dataset_id: str, staged, validation, **context):
-    return _permanent_fails_at_once("export", dataset_id, staged, _run_id(context))
+    return _permanent_fails_at_once("export", dataset_id, staged, validation, _run_id(context))
 
 
-def _publish(dataset_id: str, staged, exported, **context):
-    return _permanent_fails_at_once("publish", dataset_id, staged, exported)
+def _publish(dataset_id: str, staged, validation, exported, **context):
+    result = _permanent_fails_at_once("publish", dataset_id, staged, validation, exported, _run_id(context))
+    events = context.get("outlet_events")
+    if events is not None:  # what the catalog DAG (and any other consumer) learns of this publish
+        events[dataset_asset(dataset_id)].extra.update(
+            {"partition": staged.get("partition"), "version": result.get("version"), "rows": result.get("rows")})
+    return result
+
+
+def _catalog(**context):
+    from pubdata.orchestration import tasks
+
+    return tasks.catalog()
 
 
 def _alert_on_failure(dataset_id: str, context):
@@ -126,8 +183,54 @@ def _timetable(expression: str):
     return CronDataIntervalTimetable(expression, timezone="UTC")
 
 
+@functools.cache
+def schedule_period(expression: str | None) -> dt.timedelta:
+    """The shortest gap between two runs of a cron expression (a day for `0 5 * * *`); a day when manual."""
+    if not expression:
+        return dt.timedelta(days=1)
+    from croniter import croniter
+
+    fires = croniter(getattr(_timetable(expression), "_expression", expression), dt.datetime(2026, 1, 5))
+    times = [fires.get_next(dt.datetime) for _ in range(8)]
+    return min(b - a for a, b in zip(times, times[1:]))
+
+
+def run_limits(expression: str | None) -> tuple[dt.timedelta, dt.timedelta]:
+    """(dagrun_timeout, deadline) from the schedule: a run must end before the next one is due
+    (at most a day), and on-call hears of it when half of that has passed (at most 12 hours)."""
+    period = schedule_period(expression)
+    return min(period, MAX_RUN), min(period / 2, MAX_RUN / 2)
+
+
+@functools.cache
+def dataset_asset(dataset_id: str):
+    """The Asset a dataset's publish updates: `pubdata://<ds>/<table>/v<N>`, named after the dataset."""
+    from airflow.sdk import Asset
+
+    from pubdata.ids import DatasetId
+
+    ident = DatasetId.parse(dataset_id)
+    return Asset(name=f"pubdata.{ident}", uri=f"pubdata://{ident.table_path}", group="pubdata")
+
+
+def _deadline(dataset_id: str, interval: dt.timedelta):
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=interval,
+                         callback=AsyncCallback("pubdata.orchestration.deadlines.on_deadline",
+                                                kwargs={"dataset_id": dataset_id}))
+
+
+def source_task_id(table: str) -> str:
+    """`moz-fx-data-shared-prod.telemetry.clients_daily` -> `wait_for_telemetry__clients_daily`."""
+    parts = table.replace("`", "").split(".")
+    return "wait_for_" + "__".join(p.replace("-", "_") for p in parts[-2:])
+
+
 def build_dag(decl: Declaration, judged: Verdict | None = None):
     from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.providers.standard.sensors.python import PythonSensor
     from airflow.sdk import DAG
 
     spec = decl.spec
@@ -138,12 +241,14 @@ def build_dag(decl: Declaration, judged: Verdict | None = None):
         "owner": ",".join(spec.owners),
         "retries": retries,
         "retry_delay": dt.timedelta(minutes=2),
-        "retry_exponential_backoff": True,
+        "retry_exponential_backoff": 2.0,
         "max_retry_delay": dt.timedelta(minutes=30),
         "on_failure_callback": functools.partial(_alert_on_failure, dataset_id),
     }
     schedule = _timetable(spec.schedule) if spec.schedule else None
     start = dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC)
+    run_timeout, deadline = run_limits(spec.schedule)
+    wait_timeout, poke = _source_wait()
 
     with DAG(
         dag_id=decl.dag_id,
@@ -151,18 +256,62 @@ def build_dag(decl: Declaration, judged: Verdict | None = None):
         start_date=start,
         catchup=False,
         max_active_runs=1,
+        dagrun_timeout=run_timeout,
+        deadline=None if os.environ.get(DEADLINES_ENV) == "off" else _deadline(dataset_id, deadline),
         default_args=default_args,
         doc_md=_doc(decl, judged),
         description=spec.friendly_name[:200],
         tags=["pubdata", decl.dataset, f"level-{spec.policy.aggregation_level}"],
         owner_links={o: f"mailto:{o}" for o in spec.owners},
     ) as dag:
+        waits = [
+            PythonSensor(task_id=source_task_id(table), python_callable=_wait_for_source, op_args=[dataset_id, table],
+                         mode="reschedule", poke_interval=poke, timeout=wait_timeout,
+                         execution_timeout=TASK_TIMEOUTS["wait_poke"], pool=WAREHOUSE_POOL)
+            for table in dict.fromkeys(spec.source_tables)
+        ]
         # XComArgs in op_args pass each result on and set the dependencies, as TaskFlow would.
-        stage = PythonOperator(task_id="stage", python_callable=_stage, op_args=[dataset_id])
-        validate = PythonOperator(task_id="validate", python_callable=_validate, op_args=[dataset_id, stage.output])
-        export = PythonOperator(task_id="export", python_callable=_export,
-                                op_args=[dataset_id, stage.output, validate.output])
-        PythonOperator(task_id="publish", python_callable=_publish, op_args=[dataset_id, stage.output, export.output])
+        stage = PythonOperator(task_id="stage", python_callable=_stage, op_args=[dataset_id], pool=WAREHOUSE_POOL,
+                               execution_timeout=TASK_TIMEOUTS["stage"])
+        validate = PythonOperator(task_id="validate", python_callable=_validate, op_args=[dataset_id, stage.output],
+                                  pool=WAREHOUSE_POOL, execution_timeout=TASK_TIMEOUTS["validate"])
+        export = PythonOperator(task_id="export", python_callable=_export, pool=WAREHOUSE_POOL,
+                                op_args=[dataset_id, stage.output, validate.output],
+                                execution_timeout=TASK_TIMEOUTS["export"])
+        PythonOperator(task_id="publish", python_callable=_publish, outlets=[dataset_asset(dataset_id)],
+                       op_args=[dataset_id, stage.output, validate.output, export.output],
+                       execution_timeout=TASK_TIMEOUTS["publish"])
+        if waits:
+            waits >> stage
+    return dag
+
+
+def build_catalog_dag(dataset_ids: list[str]):
+    """The catalog DAG: rebuilds index.html and feed.xml once per batch of publishes.
+
+    Scheduled on every dataset's asset (any of them): the scheduler makes one run for all the
+    events queued since the last one, so datasets published at the same minute cost one rebuild.
+    It starts unpaused, since a paused consumer never hears of an event.
+    """
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG, AssetAny
+
+    assets = [dataset_asset(i) for i in dataset_ids]
+    with DAG(
+        dag_id=CATALOG_DAG_ID,
+        schedule=AssetAny(*assets) if assets else None,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=False,
+        dagrun_timeout=dt.timedelta(hours=1),
+        default_args={"owner": "pubdata", "retries": int(os.environ.get("PUBDATA_TASK_RETRIES", "2")),
+                      "retry_delay": dt.timedelta(minutes=1), "retry_exponential_backoff": 2.0},
+        doc_md="# The public catalog\n\nRebuilds index.html and feed.xml at the bucket root from all-datasets.json "
+               "after publishes (one run per batch of dataset publishes). By hand: `pubdata catalog`.",
+        tags=["pubdata", "catalog"],
+    ) as dag:
+        PythonOperator(task_id="rebuild", python_callable=_catalog, execution_timeout=TASK_TIMEOUTS["catalog"])
     return dag
 
 
@@ -260,4 +409,7 @@ def build_dags(project: Path | None = None) -> dict[str, Any]:
         log.warning("pubdata: %s", p)
     if problems:
         dags[ERRORS_DAG_ID] = _errors_dag(problems)
+    published = [d.id for d in catalog.declarations.values() if d.dag_id in dags]
+    if published:
+        dags[CATALOG_DAG_ID] = build_catalog_dag(published)
     return dags

@@ -1,23 +1,44 @@
 """Run records: what happened to each run of a dataset, typed, for the CLI, alerts and on-call.
 
-One JSON file per (dataset, partition) under PUBDATA_HOME/internal/runs/, rewritten atomically
-as each task finishes; never written to the public bucket. The models here are also what the
-tasks hand each other through XCom (ValidationSummary, PublishResult), as JSON.
+They live in the run-state store (PUBDATA_STATE_URL: a private directory beside the public one
+on the embedded stack, a private GCS bucket or prefix in production), which every worker and the
+CLI reach, so no task depends on the disk of the worker that ran the task before it:
+
+    runs/<dataset>/<partition or full>.json      one record per (dataset, partition)
+    runs/<dataset>/latest.json                   which partition's run started last
+    quarantine/<dataset>/<partition or full>.json  a staged table kept after failed validation
+    reports/<dataset>/<partition or full>/<run>.html  validation reports (validation.reports)
+
+Records are read-modify-written with generation preconditions, so two writers (a task and the
+failure callback of another worker) lose no update. They are informational: what a later task
+needs travels in XCom (these models: ValidationSummary, ExportResult, PublishResult, as JSON).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Literal
+import random
+import time
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-RunState = Literal["running", "staged", "validated", "quarantined", "validation_error", "exported", "published"]
+from pubdata.errors import ErrorKind, PreconditionFailed, StoreError
+from pubdata.stores.base import Store
+
+if TYPE_CHECKING:
+    from pubdata.config import Settings
+
+RunState = Literal["running", "staged", "validated", "quarantined", "validation_error", "exported", "published",
+                   "failed"]
 """running -> staged -> validated -> exported -> published; or quarantined (the data failed
-validation) or validation_error (validation could not run)."""
+validation), validation_error (validation could not run) or failed (a task failed for good: see
+`failure`)."""
+
+RUNS = "runs"
+QUARANTINE = "quarantine"
+REPORTS = "reports"
+_ATTEMPTS = 30
 
 
 def now() -> str:
@@ -40,7 +61,7 @@ class CheckSummary(_Model):
 
 
 class ValidationSummary(_Model):
-    """What validate hands export (XCom) and keeps in the run record."""
+    """What validate hands export and publish (XCom) and keeps in the run record."""
 
     outcome: Literal["passed", "failed", "error"]
     checks: int
@@ -51,11 +72,31 @@ class ValidationSummary(_Model):
     fingerprint: str | None = None  # of the staged rows validation ran on (Warehouse.fingerprint); export compares
 
 
+class ExportResult(_Model):
+    """What export hands publish (XCom): the staged files and the staged table's columns.
+
+    The columns travel too because publish drops the staged table once it has published: a
+    retried publish must not need it any more.
+    """
+
+    files: list[dict[str, Any]]
+    columns: list[tuple[str, str, str]]  # name, warehouse type, type family
+
+
 class QuarantineInfo(_Model):
     staged: dict[str, Any]
     since: str
     expires: str
     purged_at: str | None = None
+
+
+class QuarantineMark(_Model):
+    """A staged table kept as quarantine: the index `pubdata quarantine` and the purge read."""
+
+    dataset: str
+    partition: str | None
+    run_id: str
+    info: QuarantineInfo
 
 
 class PublishResult(_Model):
@@ -70,6 +111,16 @@ class PublishResult(_Model):
     deleted_files: int = 0
 
 
+class FailureInfo(_Model):
+    """How a run failed for good, classified once (errors.classify)."""
+
+    kind: ErrorKind
+    task: str | None = None
+    error: str | None = None
+    log_url: str | None = None
+    at: str | None = None
+
+
 class RunRecord(_Model):
     dataset: str
     partition: str | None
@@ -82,66 +133,135 @@ class RunRecord(_Model):
     rows: int | None = None
     validation: ValidationSummary | None = None
     validation_report: dict[str, Any] | None = None
-    report: str | None = None
+    report: str | None = None  # a URL on-call can open (file:// locally, the private bucket's in production)
     exported: list[dict[str, Any]] | None = None
     published: PublishResult | None = None
     query_sha256: str | None = None
     quarantine: QuarantineInfo | None = None
+    failure: FailureInfo | None = None
     alert: dict[str, str] | None = None
 
 
+def _name(partition: str | None) -> str:
+    return partition or "full"
+
+
 class RunRecords:
-    """The run records of this home: PUBDATA_HOME/internal/runs/<dataset>/<partition or full>.json."""
+    """The run records in one state store."""
 
-    def __init__(self, internal_dir: Path):
-        self.root = Path(internal_dir) / "runs"
+    def __init__(self, store: Store):
+        self.store = store
 
-    def _path(self, dataset_id: str, partition: str | None) -> Path:
-        return self.root / dataset_id / f"{partition or 'full'}.json"
+    @classmethod
+    def open(cls, cfg: Settings) -> RunRecords:
+        from pubdata.stores import open_private
 
-    def get(self, dataset_id: str, partition: str | None) -> RunRecord | None:
-        return self._read(self._path(dataset_id, partition))
+        return cls(open_private(cfg.state_url, cfg.bucket_url, "PUBDATA_STATE_URL"))
 
     @staticmethod
-    def _read(path: Path) -> RunRecord | None:
-        try:
-            return RunRecord.model_validate_json(path.read_text())
-        except (FileNotFoundError, ValidationError, ValueError):
-            return None  # absent, or written by an incompatible version: as if never run
+    def key(dataset_id: str, partition: str | None) -> str:
+        return f"{RUNS}/{dataset_id}/{_name(partition)}.json"
+
+    def get(self, dataset_id: str, partition: str | None) -> RunRecord | None:
+        obj = self.store.read(self.key(dataset_id, partition))
+        return _parse(obj.data) if obj is not None else None
 
     def save(self, record: RunRecord) -> RunRecord:
-        """Write the record atomically (a reader sees the old one or the new one)."""
+        """Write the record whole, replacing any other (a reader sees the old one or the new one)."""
         record = record.model_copy(update={"updated_at": now()})
-        path = self._path(record.dataset, record.partition)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(record.model_dump_json(indent=2))
-        os.replace(tmp, path)
+        self.store.write(self.key(record.dataset, record.partition), record.model_dump_json(indent=2).encode(),
+                         content_type="application/json")
         return record
 
     def update(self, dataset_id: str, partition: str | None, **fields: Any) -> RunRecord:
-        """Merge fields into the record (created if absent), validated against RunRecord."""
-        current = self.get(dataset_id, partition) or RunRecord(dataset=dataset_id, partition=partition)
-        merged = RunRecord.model_validate({**current.model_dump(), **fields})
-        return self.save(merged)
+        """Merge fields into the record (created if absent), validated against RunRecord.
+
+        A read-modify-write with a generation precondition, retried on conflict: a concurrent
+        writer's fields are kept, and a write whose answer was lost is simply made again.
+        """
+        key = self.key(dataset_id, partition)
+        for attempt in range(_ATTEMPTS):
+            obj = self.store.read(key)
+            current = (_parse(obj.data) if obj is not None else None) or RunRecord(dataset=dataset_id,
+                                                                                     partition=partition)
+            merged = RunRecord.model_validate({**current.model_dump(), **fields, "updated_at": now()})
+            try:
+                self.store.write(key, merged.model_dump_json(indent=2).encode(), content_type="application/json",
+                                 if_generation_match=obj.generation if obj is not None else 0)
+                return merged
+            except PreconditionFailed:
+                time.sleep(random.uniform(0, min(0.05 * 2 ** attempt, 1.0)))
+        raise StoreError(f"could not update the run record {key} in {self.store.url}: too many concurrent writers")
 
     def start(self, dataset_id: str, partition: str | None, run_id: str) -> RunRecord:
-        """A fresh record for a new run of this partition (keeping nothing from the last one)."""
-        return self.save(RunRecord(dataset=dataset_id, partition=partition, run_id=run_id, started_at=now()))
+        """A fresh record for a run of this partition (keeping nothing from the last one)."""
+        record = self.save(RunRecord(dataset=dataset_id, partition=partition, run_id=run_id, started_at=now()))
+        self.store.write(f"{RUNS}/{dataset_id}/latest.json",
+                         _Latest(partition=partition, run_id=run_id).model_dump_json().encode(),
+                         content_type="application/json")
+        return record
 
     def all(self, dataset_id: str | None = None) -> list[RunRecord]:
         """Every run record (of one dataset, or of all), oldest first."""
-        pattern = f"{dataset_id}/*.json" if dataset_id else "*/*.json"
+        prefix = f"{RUNS}/{dataset_id}/" if dataset_id else f"{RUNS}/"
         out = []
-        for path in sorted(self.root.glob(pattern), key=lambda p: p.stat().st_mtime):
-            record = self._read(path)
-            if record is not None:
-                out.append(record)
-        return out
+        for key in self.store.list(prefix):
+            if key.endswith(".json") and not key.endswith("/latest.json"):
+                obj = self.store.read(key)
+                record = _parse(obj.data) if obj is not None else None
+                if record is not None:
+                    out.append(record)
+        return sorted(out, key=lambda r: r.started_at or r.updated_at or "")
 
     def latest(self, dataset_id: str) -> RunRecord | None:
         """The run that started last (a later update of an older record, e.g. a purge, does not count)."""
+        obj = self.store.read(f"{RUNS}/{dataset_id}/latest.json")
+        if obj is not None:
+            try:
+                pointer = _Latest.model_validate_json(obj.data)
+            except (ValidationError, ValueError):
+                pointer = None
+            if pointer is not None:
+                record = self.get(dataset_id, pointer.partition)
+                if record is not None:
+                    return record
         runs = self.all(dataset_id)
         return max(runs, key=lambda r: r.started_at or r.updated_at or "") if runs else None
 
+    # -- quarantine marks -------------------------------------------------------------------
+
+    @staticmethod
+    def mark_key(dataset_id: str, partition: str | None) -> str:
+        return f"{QUARANTINE}/{dataset_id}/{_name(partition)}.json"
+
+    def mark(self, mark: QuarantineMark) -> None:
+        self.store.write(self.mark_key(mark.dataset, mark.partition), mark.model_dump_json(indent=2).encode(),
+                         content_type="application/json")
+
+    def unmark(self, dataset_id: str, partition: str | None) -> None:
+        self.store.delete(self.mark_key(dataset_id, partition))
+
+    def marks(self, dataset_id: str | None = None) -> list[QuarantineMark]:
+        prefix = f"{QUARANTINE}/{dataset_id}/" if dataset_id else f"{QUARANTINE}/"
+        out = []
+        for key in self.store.list(prefix):
+            obj = self.store.read(key)
+            if obj is None:
+                continue
+            try:
+                out.append(QuarantineMark.model_validate_json(obj.data))
+            except (ValidationError, ValueError):
+                continue
+        return sorted(out, key=lambda m: m.info.since)
+
+
+class _Latest(_Model):
+    partition: str | None
+    run_id: str
+
+
+def _parse(data: bytes) -> RunRecord | None:
+    try:
+        return RunRecord.model_validate_json(data)
+    except (ValidationError, ValueError):
+        return None  # written by an incompatible version: as if never run

@@ -2,7 +2,9 @@
 
 Airflow keeps its metadata DB (SQLite on the embedded stack) under PUBDATA_HOME/airflow. Each
 dataset's DAG runs with `airflow dags test <dag_id> <date>`, the same code path the scheduler runs,
-and its log is kept under PUBDATA_HOME/internal/logs/.
+and its log is kept under PUBDATA_HOME/internal/logs/; then the catalog DAG rebuilds the public
+catalog once, as the scheduler would after that batch of publishes. The pool the DAGs' warehouse
+tasks use is created with the metadata DB.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pubdata.config import Settings
+from pubdata.orchestration.dag_factory import CATALOG_DAG_ID, DEADLINES_ENV, WAREHOUSE_POOL, warehouse_pool_slots
 from pubdata.orchestration.records import RunRecord, RunRecords
 
 
@@ -49,18 +53,47 @@ def airflow_bin() -> str:
 
 
 def ensure_airflow_db(cfg: Settings) -> None:
-    """Migrate the metadata DB once per Airflow version (`airflow dags test` needs it)."""
+    """Migrate the metadata DB once per Airflow version (`airflow dags test` needs it), and create
+    the warehouse pool (a task in a pool that does not exist is never scheduled)."""
     from importlib.metadata import version
 
     home = cfg.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     stamp = home / f".migrated-{version('apache-airflow-core')}"
-    if stamp.exists() and (home / "airflow.db").exists():
-        return
-    proc = subprocess.run([airflow_bin(), "db", "migrate"], env=airflow_env(cfg), capture_output=True, text=True)
+    if not (stamp.exists() and (home / "airflow.db").exists()):
+        _airflow(cfg, "db", "migrate")
+        stamp.touch()
+    slots = warehouse_pool_slots()
+    pool_stamp = home / f".pool-{WAREHOUSE_POOL}-{slots}"
+    if not pool_stamp.exists():
+        ensure_pool(cfg, slots)
+        pool_stamp.touch()
+
+
+def prime_gate(cfg: Settings, decls: list[Any]) -> None:
+    """Run the static checks of these declarations here, filling the cache the DAG file reads.
+
+    The DAG file checks changed declarations within a time budget and leaves the others without a
+    DAG until a later parse (gate.GateCache); `airflow dags test` parses once, so a first run on a
+    busy machine could find its DAG missing. Checked here first, its parse finds every answer.
+    """
+    from pubdata import gate
+
+    cache = gate.GateCache(cfg.internal_dir / "cache" / gate.GATE_FILE)
+    for decl in decls:
+        cache.static_problems(decl, cfg.project)
+    cache.save()
+
+
+def ensure_pool(cfg: Settings, slots: int, env: dict[str, str] | None = None) -> None:
+    _airflow(cfg, "pools", "set", WAREHOUSE_POOL, str(slots),
+             "pubdata: warehouse work (source waits, stage, validate, export) running at once", env=env)
+
+
+def _airflow(cfg: Settings, *args: str, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run([airflow_bin(), *args], env=env or airflow_env(cfg), capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"`airflow db migrate` failed (AIRFLOW_HOME={home}):\n{proc.stderr[-4000:]}")
-    stamp.touch()
+        raise RuntimeError(f"`airflow {' '.join(args)}` failed (AIRFLOW_HOME={cfg.airflow_home}):\n{proc.stderr[-4000:]}")
 
 
 @dataclass
@@ -78,14 +111,20 @@ class RunOutcome:
         return self.returncode == 0 and self.record is not None and self.record.state == "published"
 
 
+def run_catalog(cfg: Settings, date: str, on_task: Callable[[TaskEvent], None] | None = None) -> RunOutcome:
+    """Run the catalog DAG once (the scheduler runs it after each batch of publishes)."""
+    return run_dag(cfg, CATALOG_DAG_ID, CATALOG_DAG_ID, date, None, on_task=on_task, record=False)
+
+
 def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: str | None,
-            on_task: Callable[[TaskEvent], None] | None = None) -> RunOutcome:
+            on_task: Callable[[TaskEvent], None] | None = None, *, record: bool = True) -> RunOutcome:
     """Run one DAG with `airflow dags test`, keeping its log; on_task hears each task start and end."""
     log_path = cfg.internal_dir / "logs" / dataset_id / f"{date}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     follower = TaskLogFollower()
     env = airflow_env(cfg, {"PUBDATA_TASK_RETRIES": os.environ.get("PUBDATA_TASK_RETRIES", "0"),
+                            DEADLINES_ENV: "off",  # dags test evaluates none, and cannot finish with one
                             "PYTHONUNBUFFERED": "1"})  # lines must reach us as they are logged
     with open(log_path, "w") as log, subprocess.Popen(
         [airflow_bin(), "dags", "test", dag_id, date], env=env, cwd=cfg.project,
@@ -97,8 +136,8 @@ def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: s
             event = follower.feed(line)
             if event is not None and on_task is not None:
                 on_task(event)
-    record = RunRecords(cfg.internal_dir).get(dataset_id, partition)
-    return RunOutcome(dataset_id, dag_id, date, proc.returncode, round(time.monotonic() - t0, 1), log_path, record)
+    found = RunRecords.open(cfg).get(dataset_id, partition) if record else None
+    return RunOutcome(dataset_id, dag_id, date, proc.returncode, round(time.monotonic() - t0, 1), log_path, found)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The public catalog: index.html and an Atom feed (feed.xml) at the bucket root.
 
-Rebuilt after every publish from what the bucket already serves, all-datasets.json and each
-table's metadata.json, so the page can only show what the public can download and never lags
-behind the index by more than one publish. Links inside the bucket are relative, so the same
+Rebuilt downstream of publishes (the catalog DAG, scheduled on the datasets' Asset events, once
+per batch of publishes; `pubdata catalog` by hand) from what the bucket already serves,
+all-datasets.json and each table's metadata.json, so the page can only show what the public can
+download. Links inside the bucket are relative, so the same
 page works on `pubdata serve`, on GCS and behind any other base URL; the feed, which readers
 fetch out of context, uses absolute URLs under the configured public base URL. A dataset the
 feed has not announced before is announced as new; once it is updated after that, as updated.
@@ -23,7 +24,7 @@ from pubdata.ids import DatasetId
 from pubdata.rendering import html_templates, xml_safe
 from pubdata.stores.base import Store
 
-INDEX_KEY = "all-datasets.json"  # the index of every published dataset, kept by publishing.publish
+INDEX_KEY = "all-datasets.json"  # the index of every published dataset; each publish keeps its own entry
 HTML_KEY = "index.html"
 FEED_KEY = "feed.xml"
 LINKED_DOCUMENTS = (

@@ -1,11 +1,12 @@
-"""Export step: a validated staged table -> numbered public files under a staging prefix of the store.
+"""Export step: a validated staged table -> numbered files in the private staging store.
 
 One route for every warehouse: the warehouse hands over the staged rows as a DuckDB relation
 (Warehouse.export_source: its own staging table on the embedded stack; extracted Parquet shards
 in production), and publishing.rows renders them, ordered by every declared column, into parts
 of at most `export.max_file_bytes`. Parts are written under a private work directory, uploaded
-under `_staging/<table path>/<partition>/<run>/`, and publish copies them into the public layout;
-identical staged rows give identical files.
+to the staging store (PUBDATA_STAGING_BUCKET, never the public bucket) under
+`exports/<table path>/<partition>/<run>/`, and publish copies them server-side into the public
+layout; identical staged rows give identical files.
 """
 
 from __future__ import annotations
@@ -23,53 +24,60 @@ from pubdata.publishing import parts, rows
 from pubdata.stores.base import Store
 from pubdata.warehouses.base import StagedTable, Warehouse
 
-STAGING_PREFIX = "_staging"
+EXPORTS_PREFIX = "exports"
 
 
 @dataclass(frozen=True)
 class ExportedFile:
     name: str          # 000000000000.json
     format: str
-    staged_key: str    # where export left it
+    staged_key: str    # where export left it, in the staging store
     bytes: int         # uncompressed size, as a client receives it
     sha256: str        # of those bytes
     rows: int
 
 
 def partition_staging_prefix(decl: Declaration, partition: str | None) -> str:
-    return f"{STAGING_PREFIX}/{decl.dataset_id.table_path}/{partition or 'full'}"
+    return f"{EXPORTS_PREFIX}/{decl.dataset_id.table_path}/{partition or 'full'}"
 
 
 def staging_prefix(decl: Declaration, partition: str | None, run_key: str) -> str:
     return f"{partition_staging_prefix(decl, partition)}/{run_key}"
 
 
-def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, store: Store, run_key: str,
+def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, staging: Store, run_key: str,
            work_root: Path | None = None, *, validated: str | None = None) -> list[ExportedFile]:
-    """Write the staged rows as numbered files, in a deterministic order, to the staging prefix.
+    """Write the staged rows as numbered files, in a deterministic order, to the staging store.
 
     Leftovers of earlier attempts for this partition (a killed run) are removed first: in the
-    bucket, and under work_root (where parts are written before upload: one directory per
+    staging store, and under work_root (where parts are written before upload: one directory per
     dataset, as a DAG runs one export at a time) when given, else a temporary directory is used.
     validated: the fingerprint validation recorded; the rows are exported only if they still have
     it (checked while the export source is open: on DuckDB a read-only connection no writer can
     get past, on BigQuery after the extract).
+    An export that fails removes what it uploaded before it raises (the staging bucket's
+    lifecycle rule catches what a killed worker leaves).
     """
     prefix = staging_prefix(decl, staged.partition, run_key)
-    for key in store.list(partition_staging_prefix(decl, staged.partition) + "/"):
-        store.delete(key)
+    for key in staging.list(partition_staging_prefix(decl, staged.partition) + "/"):
+        staging.delete(key)
     order_by = list(decl.spec.policy.columns)
-    out = []
-    with _work_dir(work_root, decl) as work, warehouse.export_source(staged, work, store, prefix) as source:
-        if validated is not None:
-            _same_as_validated(decl, warehouse, staged, validated)
-        rows.check_finite(source, order_by, decl.id)
-        for fmt in decl.spec.export.formats:
-            for part in rows.write_parts(source, order_by, fmt, decl.spec.export.max_file_bytes, work / fmt,
-                                         what=decl.id):
-                key = f"{prefix}/{part.name}"
-                store.upload_file(key, part.path, content_type=parts.CONTENT_TYPES[fmt], compress=parts.COMPRESSED[fmt])
-                out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows))
+    out: list[ExportedFile] = []
+    try:
+        with _work_dir(work_root, decl) as work, warehouse.export_source(staged, work, staging, prefix) as source:
+            if validated is not None:
+                _same_as_validated(decl, warehouse, staged, validated)
+            rows.check_finite(source, order_by, decl.id)
+            for fmt in decl.spec.export.formats:
+                for part in rows.write_parts(source, order_by, fmt, decl.spec.export.max_file_bytes, work / fmt,
+                                             what=decl.id):
+                    key = f"{prefix}/{part.name}"
+                    staging.upload_file(key, part.path, content_type=parts.CONTENT_TYPES[fmt],
+                                        compress=parts.COMPRESSED[fmt])
+                    out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows))
+    except BaseException:
+        discard(staging, out)
+        raise
     return out
 
 
@@ -99,10 +107,18 @@ def _work_dir(work_root: Path | None, decl: Declaration) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def discard(store: Store, exported: list[ExportedFile]) -> None:
-    """Remove staged files once they are published (or abandoned)."""
+def discard(staging: Store, exported: list[ExportedFile], *, strict: bool = False) -> None:
+    """Remove staged files once they are published (or abandoned).
+
+    Every file is tried; a failure is raised at the end when strict (publish's cleanup, which a
+    retry repeats), else left behind: private leftovers are cleared by the next export of the
+    partition, or by the staging bucket's lifecycle rule.
+    """
+    failed: StoreError | None = None
     for f in exported:
         try:
-            store.delete(f.staged_key)
-        except StoreError:
-            pass  # internal leftovers are cleared by the next export of the partition
+            staging.delete(f.staged_key)
+        except StoreError as exc:
+            failed = exc
+    if strict and failed is not None:
+        raise failed

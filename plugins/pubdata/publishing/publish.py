@@ -1,10 +1,13 @@
 """Publish exported files in the public layout without ever showing a half-written dataset.
 
-Each version's files go to a folder of their own, named by their content; the `files` listing
-is the switch, written in one atomic object write once every file exists; superseded files are
-deleted only after the listing, metadata and index point at the new version. Shared objects are
-read-modify-written with generation preconditions. The layout and the readers' guarantees are
-in README.md ("Public layout").
+Each version's files are copied (server-side) from the private staging store to a folder of
+their own, named by their content; the `files` listing is the switch, written in one atomic
+object write once every file exists; superseded files are deleted only after the listing,
+metadata and index point at the new version. Shared objects are read-modify-written with
+generation preconditions. Every step can be run again after a failure at any point and ends in
+the same public state (a retried publish skips files already copied). The catalog pages are not
+rebuilt here but downstream, once per batch of publishes (orchestration: the catalog DAG). The
+layout and the readers' guarantees are in README.md ("Public layout").
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from pubdata import __version__
 from pubdata.declarations import Declaration
 from pubdata.errors import PreconditionFailed, StoreError
-from pubdata.publishing import catalog, metadata
+from pubdata.publishing import metadata, parts
 from pubdata.publishing.catalog import INDEX_KEY
 from pubdata.publishing.export import ExportedFile, discard
 from pubdata.stores.base import Store
@@ -74,6 +77,8 @@ def _update(store: Store, key: str, mutate: Callable[[bytes | None], bytes], *, 
     for attempt in range(attempts):
         current = store.read(key)
         new = mutate(current.data if current else None)
+        if current is not None and new == current.data:
+            return new  # nothing changes: no write (GCS takes about one write per second per object)
         try:
             store.write(key, new, content_type=content_type, cache_control=NO_CACHE,
                         if_generation_match=current.generation if current else 0)
@@ -91,8 +96,8 @@ def _update_json(store: Store, key: str, mutate: Callable[[Any], Any], *, attemp
 
 
 def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile], columns: list[tuple[str, str, str]],
-            store: Store, base_url: str, validation: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Copy the exported files into a new version folder, switch the listing, record, clean up."""
+            store: Store, base_url: str, validation: dict[str, Any] | None = None, *, staging: Store) -> dict[str, Any]:
+    """Copy the exported files from staging into a new version folder, switch the listing, record, clean up."""
     # To the microsecond: generated_at tells two publishes within one second apart (the feed
     # announces the second as an update); last_updated keeps Mozilla's whole seconds.
     now = dt.datetime.now(dt.UTC)
@@ -102,18 +107,44 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
         raise ValueError(f"{decl.id} is incremental: publish needs the staged partition (YYYY-MM-DD)")
     if not any(f.format == "json" for f in exported):
         raise ValueError(f"{decl.id}: nothing to publish: the export has no JSON file")
-    prefix = decl.dataset_id.public_prefix
-    urls = links(decl, base_url)
     version = version_id(exported)
     folder = version_dir(decl, partition, version)
 
-    # 1. Every file of the new version exists before anything points at it.
+    # 1. Every file of the new version exists before anything points at it. The folder is named
+    #    by the files' checksums, so a file already there (an earlier attempt copied it) is this
+    #    very file: a retry skips it, and needs no staged file any more.
     files: list[dict[str, Any]] = []
     for f in exported:
         key = f"{folder}/{f.name}"
-        store.copy(f.staged_key, key)
+        if not store.exists(key):
+            try:
+                store.copy_from(staging, f.staged_key, key, content_type=parts.CONTENT_TYPES[f.format],
+                                compress=parts.COMPRESSED[f.format])
+            except StoreError as exc:
+                if staging.exists(f.staged_key):
+                    raise
+                raise StoreError(f"{decl.id}: the staged file {f.staged_key} is gone from {staging.url} and "
+                                 f"{key} was never published: run export again (clear the export task)") from exc
         files.append({"name": f.name, "url": public_url(base_url, key), "format": f.format,
                       "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows})
+    # The public copies exist from here on: the staged ones are not needed, even by a retry.
+    try:
+        result = _switch(decl, staged, files, columns, store, base_url, validation, now, version)
+    except BaseException:
+        discard(staging, exported)
+        raise
+    discard(staging, exported, strict=True)  # a cleanup that failed fails the task: its retry cleans up
+    return result
+
+
+def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]], columns: list[tuple[str, str, str]],
+            store: Store, base_url: str, validation: dict[str, Any] | None, now: dt.datetime,
+            version: str) -> dict[str, Any]:
+    """Steps 2-5 of publish, once every file of the new version is in place."""
+    incremental = decl.spec.incremental
+    partition = staged.partition if incremental else None
+    prefix = decl.dataset_id.public_prefix
+    urls = links(decl, base_url)
     json_urls = [f["url"] for f in files if f["format"] == "json"]
     rows = sum(f["rows"] for f in files if f["format"] == "json")
 
@@ -191,8 +222,6 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
 
     # 5. Only now: files no listing points at any more.
     deleted = collect_garbage(store, decl, partition)
-    discard(store, exported)
-    catalog.refresh(store, base_url)  # the bucket root's index.html and feed.xml
     return {"files": files, "rows": rows, "version": version, "last_updated": last_updated,
             "metadata_url": urls["metadata"], "query_sha256": decl.query_sha256, "deleted_files": len(deleted)}
 

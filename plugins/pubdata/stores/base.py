@@ -8,6 +8,7 @@ means "only if absent", any other number "only if unchanged since I read it".
 
 from __future__ import annotations
 
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,24 @@ class Store(ABC):
     @abstractmethod
     def copy(self, src: str, dst: str) -> None:
         """Server-side copy of one object."""
+
+    def link(self, key: str) -> str:
+        """A URL a person with access to this store can open (on-call reading a report)."""
+        return f"{self.url}/{key}"
+
+    def copy_from(self, source: Store, src: str, dst: str, *, content_type: str, compress: bool = False) -> None:
+        """Copy an object of another store here: server-side where both are the same kind of store
+        (a GCS rewrite works across buckets), else streamed through a local temporary file.
+
+        content_type and compress are used when the object has to be uploaded again.
+        """
+        if source is self:
+            self.copy(src, dst)
+            return
+        with tempfile.TemporaryDirectory(prefix="pubdata-copy-") as tmp:
+            path = Path(tmp) / "object"
+            source.download_file(src, path)
+            self.upload_file(dst, path, content_type=content_type, compress=compress)
 
     def exists(self, key: str) -> bool:
         return self.read(key) is not None

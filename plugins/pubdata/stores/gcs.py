@@ -286,25 +286,45 @@ class GCSStore(Store):
         return sorted(names)
 
     def copy(self, src: str, dst: str) -> None:
-        """Rewrite, not copyTo: it also handles large objects, one token round at a time.
+        self.copy_from(self, src, dst, content_type="application/octet-stream")
 
-        Content type, encoding and cache control travel with the object. Re-running a copy
-        writes the same bytes again, so it is safe to retry without a precondition.
+    def copy_from(self, source: Store, src: str, dst: str, *, content_type: str, compress: bool = False) -> None:
+        """From a GCS bucket (this one or another, e.g. the private staging bucket): a rewrite.
+
+        Rewrite, not copyTo: it also handles large objects, one token round at a time, and works
+        across buckets and locations. Content type, encoding and cache control travel with the
+        object; the credentials need read access to the source bucket. Re-running a copy writes
+        the same bytes again, so it is safe to retry without a precondition.
         """
         from google.api_core.exceptions import NotFound
 
-        source, dest = self._blob(src), self._blob(dst)
-        with self._errors("copy", src):
+        if not isinstance(source, GCSStore):
+            super().copy_from(source, src, dst, content_type=content_type, compress=compress)
+            return
+        origin = self._client().bucket(source.bucket_name).blob(source._name(src))
+        dest = self._blob(dst)
+        with self._errors("copy", dst):
             token = None
             while True:
                 try:
-                    token, _done, _total = dest.rewrite(source, token=token, retry=self._retry())
+                    token, _done, _total = dest.rewrite(origin, token=token, retry=self._retry())
                 except NotFound:
                     self._check_bucket()
-                    raise StoreError(f"cannot copy {self._where(src)}: it does not exist") from None
+                    raise StoreError(f"cannot copy {source._where(src)}: it does not exist") from None
                 if token is None:
                     break
         self._bucket_seen = True
+
+    def link(self, key: str) -> str:
+        """The object's authenticated browser URL (opens for anyone whose account may read it);
+        on an emulator, its download URL."""
+        from urllib.parse import quote
+
+        name = self._name(key)
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            return f"{emulator.rstrip('/')}/download/storage/v1/b/{self.bucket_name}/o/{quote(name, safe='')}?alt=media"
+        return f"https://storage.cloud.google.com/{self.bucket_name}/{quote(name)}"
 
 
 def _make_client(url: str):

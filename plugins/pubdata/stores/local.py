@@ -83,6 +83,9 @@ class LocalStore(Store):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
     def _current_generation(self, path: Path) -> int:
         try:
             return self._generation(path)
@@ -165,7 +168,17 @@ class LocalStore(Store):
             raise StoreError(f"cannot download {key}: it does not exist") from None
 
     def copy(self, src: str, dst: str) -> None:
-        source = self._path(src)
-        if not source.exists():
-            raise StoreError(f"cannot copy {src}: it does not exist")
-        self.upload_file(dst, source, content_type="application/octet-stream")
+        self.copy_from(self, src, dst, content_type="application/octet-stream")
+
+    def copy_from(self, source: Store, src: str, dst: str, *, content_type: str, compress: bool = False) -> None:
+        """From another local directory: a file copy into place (atomic, like every write here)."""
+        if not isinstance(source, LocalStore):
+            super().copy_from(source, src, dst, content_type=content_type, compress=compress)
+            return
+        path = source._path(src)
+        if not path.is_file():
+            raise StoreError(f"cannot copy {src} from {source.url}: it does not exist")
+        self.upload_file(dst, path, content_type=content_type)
+
+    def link(self, key: str) -> str:
+        return self._path(key).as_uri()

@@ -1,6 +1,8 @@
 """The validation report of each run: one self-contained HTML page, kept internal.
 
-Never written to the public bucket: it shows what failed and why, on data that did not pass.
+Never written to the public bucket: it shows what failed and why, on data that did not pass. It
+goes to the run-state store (reports/<dataset>/<partition>/<run>.html), which every worker and
+on-call reach; alerts and `pubdata status` link to it.
 Rendered from templates/report.html.j2 (autoescaped) rather than GX Data Docs, which need a
 file-backed GX context; the page needs nothing but a browser. Values go through redaction.
 """
@@ -9,19 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 from typing import Any
 
-from pubdata.config import Settings
 from pubdata.declarations import Declaration
 from pubdata.rendering import html_templates
+from pubdata.stores.base import Store
 from pubdata.validation.redaction import redact_text, shown
 
 
-def report_path(internal_dir: Path, dataset_id: str, partition: str | None, run_id: str) -> Path:
+def report_key(dataset_id: str, partition: str | None, run_id: str) -> str:
     safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
-    return Path(internal_dir) / "reports" / dataset_id / (partition or "full") / f"{safe_run}.html"
-
+    return f"reports/{dataset_id}/{partition or 'full'}/{safe_run}.html"
 
 
 _ORDER = {"error": 0, "failed": 1, "warning": 2, "passed": 3}
@@ -44,19 +44,8 @@ def render(decl: Declaration, report: dict[str, Any], run_id: str, quarantine: s
     )
 
 
-def _local_bucket_root(bucket_url: str) -> Path | None:
-    return Path(bucket_url[len("file://"):]).resolve() if bucket_url.startswith("file://") else None
-
-
-def write(cfg: Settings, decl: Declaration, report: dict[str, Any], run_id: str, quarantine: str | None = None) -> Path:
-    """Render and store the report internally; refuse a location inside a local public bucket."""
-    path = report_path(cfg.internal_dir, decl.id, report.get("partition"), run_id)
-    bucket = _local_bucket_root(cfg.bucket_url)
-    if bucket is not None and (bucket == path.resolve() or bucket in path.resolve().parents):
-        raise ValueError(f"validation reports would land in the public bucket {bucket}: point PUBDATA_BUCKET "
-                         f"outside {cfg.internal_dir}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render(decl, report, run_id, quarantine), encoding="utf-8")
-    tmp.replace(path)
-    return path
+def write(store: Store, decl: Declaration, report: dict[str, Any], run_id: str, quarantine: str | None = None) -> str:
+    """Render the report into the (private) run-state store; return the link on-call opens."""
+    key = report_key(decl.id, report.get("partition"), run_id)
+    store.write(key, render(decl, report, run_id, quarantine).encode("utf-8"), content_type="text/html; charset=utf-8")
+    return store.link(key)

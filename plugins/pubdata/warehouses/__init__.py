@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 
 from pubdata.errors import ConfigurationError
-from pubdata.warehouses.base import StagedTable, Warehouse
+from pubdata.warehouses.base import JobScope, StagedTable, Warehouse
 
 ENGINES: dict[str, str] = {
     "duckdb": "pubdata.warehouses.duckdb:DuckDBWarehouse",
@@ -18,8 +18,11 @@ ENGINES: dict[str, str] = {
 """URL scheme of PUBDATA_WAREHOUSE -> the class that opens it (imported only when used)."""
 
 
-def open_warehouse(url: str, *, home: Path | None = None) -> Warehouse:
-    """Open the warehouse named by a PUBDATA_WAREHOUSE url: duckdb:///file or bigquery://project."""
+def open_warehouse(url: str, *, home: Path | None = None, scope: JobScope | None = None) -> Warehouse:
+    """Open the warehouse named by a PUBDATA_WAREHOUSE url: duckdb:///file or bigquery://project.
+
+    scope: the run and the dataset's limits the warehouse's jobs are for (JobScope).
+    """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     target = ENGINES.get(scheme)
     if target is None:
@@ -27,8 +30,8 @@ def open_warehouse(url: str, *, home: Path | None = None) -> Warehouse:
                                  "bigquery://<project>")
     module, _, name = target.partition(":")
     cls = getattr(importlib.import_module(module), name)
-    warehouse: Warehouse = cls.from_url(url, home=home)
+    warehouse: Warehouse = cls.from_url(url, home=home, scope=scope or JobScope())
     return warehouse
 
 
-__all__ = ["ENGINES", "StagedTable", "Warehouse", "open_warehouse"]
+__all__ = ["ENGINES", "JobScope", "StagedTable", "Warehouse", "open_warehouse"]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from pubdata.stores.base import Store
 
-__all__ = ["Column", "ExportSource", "QueryError", "StagePlan", "StagedTable", "TypeFamily", "Warehouse",
+__all__ = ["Column", "ExportSource", "JobScope", "QueryError", "StagePlan", "StagedTable", "TypeFamily", "Warehouse",
            "WarehouseError"]
 
 TypeFamily = str
@@ -84,6 +84,16 @@ class StagedTable:
         if d.get("ordered_by") is not None:
             d["ordered_by"] = tuple(d["ordered_by"])
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class JobScope:
+    """What the warehouse's jobs are run for: the run (BigQuery derives its job ids from it, so a
+    retried task finds the job its first attempt started) and the dataset's byte cap."""
+
+    run_id: str = "manual"
+    maximum_bytes_billed: int | None = None
+    staging_expiration: dt.timedelta | None = None  # staged tables drop themselves after this (the quarantine period)
 
 
 @dataclass(frozen=True)
@@ -215,5 +225,13 @@ class Warehouse(ABC):
 
     @abstractmethod
     def drop(self, staged: StagedTable) -> None:
-        """Remove a staged table (after a successful publish)."""
+        """Remove a staged table (after a successful publish); absent is fine."""
+
+    @abstractmethod
+    def source_ready(self, table: str, day: dt.date) -> bool:
+        """Whether a source table (its production name, `project.dataset.table`) has rows for this day.
+
+        Mozilla's tables are partitioned by day (on submission_date or submission_timestamp); a
+        source whose day has not arrived yet would publish a partial day.
+        """
 

@@ -1,8 +1,19 @@
-"""BigQuery, the production warehouse: reviewed queries run as written, staged into one table per dataset.
+"""BigQuery, the production warehouse: reviewed queries run as written, staged into one table per dataset and day.
 
 Queries run untouched with `@params` bound as typed query parameters; a dry run refuses one over
-`maximum_bytes_billed` before it costs anything; incremental datasets replace exactly one day
-partition. Transient failures are retried by the client's own retry objects; everything else
+the dataset's `maximum_bytes_billed` before it costs anything, and BigQuery enforces the same cap
+and `job_timeout_ms` on the job itself. Each run's result replaces a staging table of its own
+(`<ds>__<table>_v<N>__<YYYYMMDD>`, or `__full`), which expires by itself once the quarantine
+period has passed (BigQuery counts a *partition's* expiration from the partition's date, which
+would delete a backfilled day as soon as it is written; a table's counts from when it is set).
+Replacing a whole table also replaces its schema, so an edited query that changes its columns
+simply stages again.
+
+Job ids are derived from the dataset, the partition, the run and the job's configuration, plus
+an attempt number: a retried task (its worker killed mid-query) inserts the same id, meets
+BigQuery's 409 Already Exists and waits for the running job instead of paying for the query
+twice; a job that failed for a transient reason is followed by the next attempt's id.
+Transient failures of API calls are retried by the client's own retry objects; everything else
 becomes a QueryError (fix the query) or a ConfigurationError (fix the setup). google.cloud is
 imported inside methods only: the DAG processor imports this package while parsing.
 """
@@ -13,7 +24,10 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import decimal
+import hashlib
+import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pubdata.errors import ConfigurationError, QueryError, WarehouseError
 from pubdata.ids import DatasetId
-from pubdata.warehouses.base import STAGED, Column, ExportSource, StagedTable, StagePlan, Warehouse
+from pubdata.warehouses.base import STAGED, Column, ExportSource, JobScope, StagedTable, StagePlan, Warehouse
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from google.cloud import bigquery
@@ -29,16 +43,20 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from pubdata.stores.base import Store
 
 DEFAULT_STAGING_DATASET = "pubdata_staging"
-# 10 TiB: far above what a daily aggregate should scan, far below a runaway scan of a whole
-# telemetry history. Change it per deployment with ?maximum_bytes_billed=.
-DEFAULT_MAXIMUM_BYTES_BILLED = 10 * 1024**4
+# Each dataset declares its own cap (declarations: maximum_bytes_billed, 1 TiB by default); this
+# is the cap of jobs run for no dataset. ?maximum_bytes_billed= in PUBDATA_WAREHOUSE is a
+# deployment-wide ceiling above which no dataset's cap goes.
+DEFAULT_MAXIMUM_BYTES_BILLED = 1024**4
 DEFAULT_JOB_TIMEOUT = 60 * 60.0
+MAX_JOB_ATTEMPTS = 8
+# Job failures that clear by themselves: the job is run again (under the next attempt's id).
+_TRANSIENT_JOB_REASONS = frozenset({"backendError", "internalError", "rateLimitExceeded", "jobRateLimitExceeded",
+                                    "jobBackendError", "jobInternalError"})
 DEFAULT_EXPORT_PAGE_SIZE = 10_000
 
 _BQ_DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # 403s that clear by themselves: retried like any transient failure; other refusals need a fix.
 _TRANSIENT_REFUSALS = frozenset({"quotaExceeded", "rateLimitExceeded"})
 _URL_OPTIONS = ("staging_dataset", "location", "maximum_bytes_billed", "job_timeout")
@@ -59,12 +77,14 @@ _EXPORT_FORMATS = {
 }
 
 
-def staging_table_name(dataset_id: str) -> str:
-    """`<ds>.<table>_v<N>` -> `<ds>__<table>_v<N>`: one staging table per dataset, never shared."""
+def staging_table_name(dataset_id: str, partition: dt.date | None = None) -> str:
+    """`<ds>.<table>_v<N>` and a day -> `<ds>__<table>_v<N>__<YYYYMMDD>` (`__full` without a day):
+    one staging table per dataset and partition, never shared."""
     try:
-        return DatasetId.parse(dataset_id).staging_name
+        name = DatasetId.parse(dataset_id).staging_name
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+    return f"{name}__{partition.strftime('%Y%m%d') if partition is not None else 'full'}"
 
 
 def sql_path(dataset_id: str | None) -> str:
@@ -189,9 +209,10 @@ class BigQueryWarehouse(Warehouse):
         project: str,
         staging_dataset: str = DEFAULT_STAGING_DATASET,
         location: str | None = None,
-        maximum_bytes_billed: int = DEFAULT_MAXIMUM_BYTES_BILLED,
+        maximum_bytes_billed: int | None = None,
         client: bigquery.Client | None = None,
         *,
+        scope: JobScope | None = None,
         job_timeout: float = DEFAULT_JOB_TIMEOUT,
         retry_deadline: float = 600.0,
         job_retry_deadline: float = 2400.0,
@@ -205,12 +226,16 @@ class BigQueryWarehouse(Warehouse):
             raise ConfigurationError(
                 f"staging_dataset {staging_dataset!r} is not a BigQuery dataset name (letters, digits, underscores)"
             )
-        if maximum_bytes_billed <= 0:
+        if maximum_bytes_billed is not None and maximum_bytes_billed <= 0:
             raise ConfigurationError(f"maximum_bytes_billed must be positive, got {maximum_bytes_billed}")
         self.project = project
         self.staging_dataset = staging_dataset
         self.location = location
-        self.maximum_bytes_billed = int(maximum_bytes_billed)
+        self.scope = scope or JobScope()
+        self.ceiling = int(maximum_bytes_billed) if maximum_bytes_billed is not None else None
+        # The dataset's cap, never above the deployment's ceiling.
+        caps = [c for c in (self.scope.maximum_bytes_billed, self.ceiling) if c is not None]
+        self.maximum_bytes_billed = min(caps) if caps else DEFAULT_MAXIMUM_BYTES_BILLED
         self.job_timeout = job_timeout
         self.retry_deadline = retry_deadline
         self.job_retry_deadline = job_retry_deadline
@@ -225,6 +250,7 @@ class BigQueryWarehouse(Warehouse):
         """`bigquery://<project>[?staging_dataset=&location=&maximum_bytes_billed=&job_timeout=]` (PUBDATA_WAREHOUSE).
 
         home (the embedded stack's state directory) is not used: BigQuery keeps its own state.
+        maximum_bytes_billed here is the deployment's ceiling; each dataset's own cap comes in scope.
         """
         parts = urlsplit(url)
         if parts.scheme != "bigquery" or not parts.netloc:
@@ -304,18 +330,17 @@ class BigQueryWarehouse(Warehouse):
     ) -> StagedTable:
         """Dry-run the query, refuse it if it would bill too much, then write it to staging.
 
-        With a partition, the result replaces `table$YYYYMMDD` of a DAY-partitioned table
-        (partitioned on `partition_field`, or by ingestion time when None); without one, the whole
-        table is replaced. order_by is not used: BigQuery tables keep no row order, so export sorts.
+        The result replaces the run's own staging table (one per dataset and day), schema
+        included, which then expires after the quarantine period (scope.staging_expiration).
+        partition_field and order_by are not used: the table holds one day only, and BigQuery
+        tables keep no row order, so export sorts.
         """
         from google.cloud import bigquery
 
         query = plan.query  # BigQuery computes a CTE read twice twice; maximum_bytes_billed caps both
-        table = staging_table_name(dataset_id)
         if isinstance(partition, dt.datetime):
             partition = partition.date()
-        if partition_field is not None and not _COLUMN_RE.match(partition_field):
-            raise ConfigurationError(f"partition_field {partition_field!r} is not a column name")
+        table = staging_table_name(dataset_id, partition)
         staged = StagedTable(
             dataset_id=dataset_id,
             location=f"{self.project}.{self.staging_dataset}",
@@ -332,7 +357,7 @@ class BigQueryWarehouse(Warehouse):
                 ),
                 location=self.location,
                 retry=self._retry,
-                job_retry=self._job_retry,
+                job_retry=None,
             )
             would_process = dry.total_bytes_processed
             if would_process is not None and would_process > self.maximum_bytes_billed:
@@ -352,19 +377,14 @@ class BigQueryWarehouse(Warehouse):
                 use_legacy_sql=False,
                 query_parameters=bound,
             )
-            if partition is not None:
-                config.time_partitioning = bigquery.TimePartitioning(
-                    type_=bigquery.TimePartitioningType.DAY, field=partition_field
-                )
-            job = self.client.query(
-                query,
-                job_config=config,
-                location=self.location,
-                retry=self._retry,
-                job_retry=self._job_retry,
-                job_id_prefix=self._job_id_prefix(staged, "stage"),
-            )
-            self._wait(job)
+            config.job_timeout_ms = int(self.job_timeout * 1000)
+
+            def start(job_id: str):
+                return self.client.query(query, job_config=config, location=self.location, retry=self._retry,
+                                         job_retry=None, job_id=job_id)
+
+            self._run_job(staged, "stage", [query, config.to_api_repr()], start, reuse=lambda job: self._exists(staged))
+            self._expire(staged)
         return staged
 
     def columns(self, staged: StagedTable) -> list[Column]:
@@ -373,18 +393,20 @@ class BigQueryWarehouse(Warehouse):
         return [Column(f.name, _standard_type(f)) for f in table.schema]
 
     def scalar(self, staged: StagedTable, sql: str) -> Any:
-        """Run `sql` with `{table}` naming the staged rows (only the run's partition) and return its one value."""
+        """Run `sql` with `{table}` naming the staged rows and return its one value."""
         from google.cloud import bigquery
 
-        text = sql.format(table=self._relation(staged))
+        text = sql.format(table=f"`{self._table_id(staged)}`")
+        config = bigquery.QueryJobConfig(
+            maximum_bytes_billed=self.maximum_bytes_billed,
+            labels=self._labels(staged, "validate"),
+            use_legacy_sql=False,
+        )
+        config.job_timeout_ms = int(self.job_timeout * 1000)
         with self._errors("running a validation query", staged=staged):
             rows = self.client.query_and_wait(
                 text,
-                job_config=bigquery.QueryJobConfig(
-                    maximum_bytes_billed=self.maximum_bytes_billed,
-                    labels=self._labels(staged, "validate"),
-                    use_legacy_sql=False,
-                ),
+                job_config=config,
                 location=self.location,
                 retry=self._retry,
                 job_retry=self._job_retry,
@@ -400,9 +422,8 @@ class BigQueryWarehouse(Warehouse):
         return result[0][0]
 
     def side(self, staged: StagedTable, name: str) -> StagedTable:
-        """A table of its own per partition, beside the staging table: `<table>__<name>[_YYYYMMDD]`."""
-        suffix = f"_{_partition_date(staged).strftime('%Y%m%d')}" if staged.partition is not None else ""
-        return StagedTable(staged.dataset_id, staged.location, f"{staged.table}__{name}{suffix}", None)
+        """A table of its own beside the run's staging table (which is already per day): `<table>__<name>`."""
+        return StagedTable(staged.dataset_id, staged.location, f"{staged.table}__{name}", None)
 
     def write_side(self, staged: StagedTable, name: str, sql: str, params: dict[str, Any]) -> StagedTable:
         """A query job over the staged partition (as _pubdata_staged) and the sources into the side table."""
@@ -412,8 +433,7 @@ class BigQueryWarehouse(Warehouse):
 
         side = self.side(staged, name)
         tree = sqlglot.parse_one(sql, read="bigquery")
-        staged_rows = sqlglot.parse_one(f"SELECT * FROM `{self._table_id(staged)}`{self._partition_filter(staged)}",
-                                        read="bigquery")
+        staged_rows = sqlglot.parse_one(f"SELECT * FROM `{self._table_id(staged)}`", read="bigquery")
         for table in list(tree.find_all(exp.Table)):
             if table.name == STAGED and not table.args.get("db"):
                 table.replace(exp.Subquery(this=staged_rows.copy(), alias=exp.TableAlias(this=exp.to_identifier(STAGED))))
@@ -425,17 +445,23 @@ class BigQueryWarehouse(Warehouse):
             use_legacy_sql=False,
             query_parameters=query_parameters(params),
         )
+        config.job_timeout_ms = int(self.job_timeout * 1000)
+        text = tree.sql("bigquery")
+
+        def start(job_id: str):
+            return self.client.query(text, job_config=config, location=self.location, retry=self._retry,
+                                     job_retry=None, job_id=job_id)
+
         with self._errors(f"checking {name}", staged=staged):
-            job = self.client.query(tree.sql("bigquery"), job_config=config, location=self.location, retry=self._retry,
-                                    job_retry=self._job_retry, job_id_prefix=self._job_id_prefix(staged, name))
-            self._wait(job)
+            self._run_job(side, name, [text, config.to_api_repr()], start, reuse=lambda job: self._exists(side))
+            self._expire(side)
         self._tables.pop(self._table_id(side), None)
         return side
 
     def rows(self, staged: StagedTable, sql: str, limit: int = 20) -> list[tuple[Any, ...]]:
         from google.cloud import bigquery
 
-        text = sql.format(table=self._relation(staged))
+        text = sql.format(table=f"`{self._table_id(staged)}`")
         with self._errors("running a validation query", staged=staged):
             found = self.client.query_and_wait(
                 text,
@@ -524,7 +550,7 @@ class BigQueryWarehouse(Warehouse):
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._errors("exporting", staged=staged):
             rows = self.client.list_rows(
-                bigquery.Table(self._table_id(staged, decorated=True), schema=self._table(staged).schema),
+                bigquery.Table(self._table_id(staged), schema=self._table(staged).schema),
                 page_size=self.export_page_size, retry=self._retry, timeout=self.job_timeout,
             )
             writer = None
@@ -541,12 +567,41 @@ class BigQueryWarehouse(Warehouse):
         return [path]
 
     def drop(self, staged: StagedTable) -> None:
-        """Delete the run's partition (or the whole table when unpartitioned); absent is fine."""
+        """Delete the run's staging table; absent is fine."""
         self._tables.pop(self._table_id(staged), None)
         with self._errors("dropping the staged table", staged=staged):
-            self.client.delete_table(
-                self._table_id(staged, decorated=True), not_found_ok=True, retry=self._retry
-            )
+            self.client.delete_table(self._table_id(staged), not_found_ok=True, retry=self._retry)
+
+    def source_ready(self, table: str, day: dt.date) -> bool:
+        """Whether the source table's partition for the day has rows, from INFORMATION_SCHEMA.PARTITIONS.
+
+        Partition metadata only: no rows are read. A table that is not partitioned by day has
+        nothing to wait for.
+        """
+        from google.cloud import bigquery
+
+        parts = table.replace("`", "").split(".")
+        if len(parts) != 3 or not all(_BQ_DATASET_RE.match(p) for p in parts[1:]):
+            raise ConfigurationError(f"source table {table!r} is not project.dataset.table: fix source_tables")
+        project, dataset, name = parts
+        sql = (f"SELECT partition_id, total_rows FROM `{project}.{dataset}.INFORMATION_SCHEMA.PARTITIONS` "
+               "WHERE table_name = @table_name")
+        config = bigquery.QueryJobConfig(
+            use_legacy_sql=False, maximum_bytes_billed=self.maximum_bytes_billed,
+            query_parameters=[bigquery.ScalarQueryParameter("table_name", "STRING", name)],
+            labels={"pubdata_step": "wait_for_source"},
+        )
+        with self._errors(f"checking whether {table} has arrived for {day}"):
+            rows = [tuple(r.values()) for r in self.client.query_and_wait(
+                sql, job_config=config, location=self.location, retry=self._retry, job_retry=self._job_retry,
+                wait_timeout=self.job_timeout)]
+        if not rows:
+            raise QueryError(f"source table {table} does not exist (no partitions in its INFORMATION_SCHEMA): "
+                             "fix source_tables in the declaration")
+        by_id = {str(pid): int(n or 0) for pid, n in rows}
+        if set(by_id) <= {"None", "__UNPARTITIONED__"}:
+            return True  # not partitioned: nothing to wait for
+        return by_id.get(day.strftime("%Y%m%d"), 0) > 0
 
     # -- production extras -----------------------------------------------------------------
 
@@ -567,16 +622,16 @@ class BigQueryWarehouse(Warehouse):
         config = bigquery.ExtractJobConfig(
             destination_format=destination_format, compression=compression, labels=self._labels(staged, "extract")
         )
-        with self._errors("extracting to GCS", staged=staged):
-            job = self.client.extract_table(
-                bigquery.TableReference.from_string(self._table_id(staged, decorated=True)),
-                destination_uri,
-                job_config=config,
-                location=self.location,
-                retry=self._retry,
-                job_id_prefix=self._job_id_prefix(staged, "extract"),
+        config.job_timeout_ms = int(self.job_timeout * 1000)
+
+        def start(job_id: str):
+            return self.client.extract_table(
+                bigquery.TableReference.from_string(self._table_id(staged)), destination_uri, job_config=config,
+                location=self.location, retry=self._retry, job_id=job_id,
             )
-            self._wait(job)
+
+        with self._errors("extracting to GCS", staged=staged):
+            job = self._run_job(staged, "extract", [destination_uri, config.to_api_repr()], start)
         return job.job_id
 
     def gx_datasource_name(self, staged: StagedTable) -> str:
@@ -593,59 +648,45 @@ class BigQueryWarehouse(Warehouse):
         return f"bigquery://{project}/{dataset}?{urlencode(query)}"
 
     def gx_query(self, staged: StagedTable) -> str:
-        """The SELECT behind the GX asset: the staged table, restricted to the run's partition."""
-        return f"SELECT * FROM `{self._table_id(staged)}`" + self._partition_filter(staged)
+        """The SELECT behind the GX asset: the run's staging table."""
+        return f"SELECT * FROM `{self._table_id(staged)}`"
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _table_id(self, staged: StagedTable, *, decorated: bool = False) -> str:
-        table_id = f"{staged.location}.{staged.table}"
-        if decorated and staged.partition is not None:
-            table_id += "$" + _partition_date(staged).strftime("%Y%m%d")
-        return table_id
+    def _table_id(self, staged: StagedTable) -> str:
+        return f"{staged.location}.{staged.table}"
 
     def _destination(self, staged: StagedTable):
         from google.cloud import bigquery
 
-        return bigquery.TableReference.from_string(self._table_id(staged, decorated=True))
+        return bigquery.TableReference.from_string(self._table_id(staged))
 
     def _table(self, staged: StagedTable):
-        """The staged table's metadata (schema, partitioning), fetched once per process."""
+        """The staged table's metadata (schema), fetched once per process."""
         key = self._table_id(staged)
         if key not in self._tables:
             with self._errors("reading the staged table's schema", staged=staged):
                 self._tables[key] = self.client.get_table(key, retry=self._retry)
         return self._tables[key]
 
-    def _relation(self, staged: StagedTable) -> str:
-        """SQL naming the staged rows: the table, or a subquery keeping only the run's partition."""
-        if staged.partition is None:
-            return f"`{self._table_id(staged)}`"
-        return f"({self.gx_query(staged)})"
+    def _exists(self, staged: StagedTable) -> bool:
+        from google.api_core.exceptions import NotFound
 
-    def _partition_filter(self, staged: StagedTable) -> str:
-        """` WHERE <the run's partition>`, or nothing for an unpartitioned table.
+        try:
+            self.client.get_table(self._table_id(staged), retry=self._retry)
+        except NotFound:
+            return False
+        return True
 
-        Standard SQL has no partition decorators, so the partition is a filter on the partition
-        column (or _PARTITIONDATE for ingestion-time partitioning), which BigQuery prunes on.
-        """
-        if staged.partition is None:
-            return ""
-        day = _partition_date(staged).isoformat()
-        partitioning = self._table(staged).time_partitioning
-        if partitioning is None:
-            raise ConfigurationError(
-                f"staged table {self._table_id(staged)} is not partitioned but the run names partition {day}: "
-                "drop the staging table and stage again"
-            )
-        field = partitioning.field
-        if field is None:
-            condition = f"_PARTITIONDATE = DATE '{day}'"
-        else:
-            types = {f.name: f.field_type for f in self._table(staged).schema}
-            column = f"`{field}`" if types.get(field) == "DATE" else f"DATE(`{field}`)"
-            condition = f"{column} = DATE '{day}'"
-        return f" WHERE {condition}"
+    def _expire(self, staged: StagedTable) -> None:
+        """Let the staged table expire by itself after the quarantine period (scope.staging_expiration)."""
+        from google.cloud import bigquery
+
+        if self.scope.staging_expiration is None:
+            return
+        table = bigquery.Table(self._destination(staged))
+        table.expires = dt.datetime.now(dt.UTC) + self.scope.staging_expiration
+        self.client.update_table(table, ["expires"], retry=self._retry)
 
     def _labels(self, staged: StagedTable, step: str) -> dict[str, str]:
         """Labels on every job, so billing and the job list show which dataset and run spent what."""
@@ -654,11 +695,50 @@ class BigQueryWarehouse(Warehouse):
             labels["pubdata_partition"] = label_value(staged.partition)
         return labels
 
-    def _job_id_prefix(self, staged: StagedTable, step: str) -> str:
-        return f"pubdata_{staged.table}_{step}_"
+    def _run_job(self, staged: StagedTable, step: str, fingerprint: list[Any], start: Any,
+                 reuse: Any = lambda job: False) -> Any:
+        """Start this run's job for a step, or find the one an earlier attempt started, and wait for it.
+
+        The id is `pubdata_<step>_<staging table>_<digest>_<attempt>`, the digest covering the run
+        and everything the job would do (query, parameters, destination), so an edited query
+        never meets an old job. Attempt 1, 2, ... are tried in order: an insert answered 409
+        Already Exists found a job of this very run and step. Still running, it is waited for (a
+        retried task reattaches instead of paying twice); finished, it counts only if
+        `reuse(job)` says its result is still there (else the next attempt starts afresh); failed
+        for a transient reason, the next attempt starts a new one; failed for good, its error is
+        raised.
+        """
+        from google.api_core import exceptions as gexc
+
+        digest = hashlib.sha256(json.dumps([self.scope.run_id, *fingerprint], sort_keys=True,
+                                           default=str).encode()).hexdigest()[:16]
+        base = f"pubdata_{step}_{staged.table}_{digest}"
+        deadline = time.monotonic() + self.job_retry_deadline
+        delay = self.retry_initial_delay
+        for attempt in range(1, MAX_JOB_ATTEMPTS + 1):
+            job_id = f"{base}_{attempt}"
+            try:
+                job = start(job_id)
+            except gexc.Conflict:
+                job = self.client.get_job(job_id, location=self.location, retry=self._retry)
+                if job.state == "DONE" and job.error_result and _transient_job_error(job.error_result):
+                    continue  # that attempt failed by itself; start the next
+                if job.state == "DONE" and not job.error_result and not reuse(job):
+                    continue  # it succeeded, but what it wrote is gone (published and dropped, cleared)
+            try:
+                self._wait(job)
+                return job
+            except gexc.GoogleAPICallError:
+                failed = job.state == "DONE" and job.error_result and _transient_job_error(job.error_result)
+                if not failed or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, self.retry_maximum_delay)
+        raise WarehouseError(f"BigQuery's {step} job for {staged.dataset_id} failed {MAX_JOB_ATTEMPTS} times "
+                             f"for transient reasons (last {base}_{MAX_JOB_ATTEMPTS}); run the task again later")
 
     def _gx_asset_name(self, staged: StagedTable) -> str:
-        return staged.table + (f"__{staged.partition}" if staged.partition else "")
+        return staged.table
 
     def _wait(self, job, **result_kwargs: Any):
         """Wait for a job within job_timeout; cancel it when the wait gives up, so it stops spending."""
@@ -666,7 +746,7 @@ class BigQueryWarehouse(Warehouse):
 
         kwargs: dict[str, Any] = {"retry": self._retry, "timeout": self.job_timeout}
         if isinstance(job, bigquery.QueryJob):
-            kwargs["job_retry"] = self._job_retry
+            kwargs["job_retry"] = None  # its id is ours: _run_job decides what runs again
         try:
             return job.result(**kwargs, **result_kwargs)
         except concurrent.futures.TimeoutError:
@@ -753,16 +833,6 @@ class BigQueryWarehouse(Warehouse):
                 f"{_human_bytes(self.maximum_bytes_billed)} (maximum_bytes_billed): {message}; restrict the query "
                 "or raise maximum_bytes_billed in PUBDATA_WAREHOUSE"
             )
-        if "partitioning specification" in message.lower():
-            table = (
-                f"{self.project}.{self.staging_dataset}.{staging_table_name(dataset_id)}"
-                if dataset_id
-                else "the staging table"
-            )
-            return ConfigurationError(
-                f"{table} was created with another partitioning than this run asks for ({message}); "
-                f"drop it (bq rm -t {table.replace('.', ':', 1)}) and stage again"
-            )
         if action == "staging":
             return QueryError(
                 f"the reviewed query failed in BigQuery: {message}; fix the query in {sql_path(dataset_id)}"
@@ -771,20 +841,16 @@ class BigQueryWarehouse(Warehouse):
         return QueryError(f"BigQuery rejected the SQL while {action}{where}: {message}")
 
 
+def _transient_job_error(error_result: dict[str, Any]) -> bool:
+    return error_result.get("reason") in _TRANSIENT_JOB_REASONS
+
+
 def _split_location(location: str) -> tuple[str, str]:
     """`project.dataset` -> parts; project ids may contain dots (domain-scoped), dataset names cannot."""
     project, _, dataset = location.rpartition(".")
     if not project or not dataset:
         raise ConfigurationError(f"staged location {location!r} is not <project>.<dataset>")
     return project, dataset
-
-
-def _partition_date(staged: StagedTable) -> dt.date:
-    """The staged partition as a date; parsing it also keeps anything else out of generated SQL."""
-    try:
-        return dt.date.fromisoformat(staged.partition or "")
-    except ValueError:
-        raise ConfigurationError(f"staged partition {staged.partition!r} is not YYYY-MM-DD") from None
 
 
 def _standard_type(field) -> str:

@@ -2,15 +2,18 @@
 
 The source file holds the production tables under their dataset schemas (telemetry.clients_daily);
 it is only ever attached READ_ONLY, so any number of runs can read it at once. Each dataset stages
-into its own DuckDB file (one writer per file), one table per partition. Query parameters stay
-parameters: sqlglot turns BigQuery's @name into DuckDB's $name and the values are bound by DuckDB.
+into its own DuckDB file (one writer per file), one table per partition, under the staging
+directory: PUBDATA_HOME/internal/staging by default, or the one the URL names
+(`duckdb:///path/warehouse.duckdb?staging_dir=/shared/staging`) when tasks run on several
+workers, each with its own home, that share the warehouse. Query parameters stay parameters:
+sqlglot turns BigQuery's @name into DuckDB's $name and the values are bound by DuckDB.
 
-Every connection is sandboxed (README, "What the embedded engine allows"): once the source is
-attached, external access is off (no file, URL, ATTACH, COPY or extension), no extension loads,
-and the configuration is locked, so a reviewed query or an expectation reads the warehouse's own
-tables and nothing else. Validation and export open the staging file read-only; Great
-Expectations gets its connections from the same function, so they are sandboxed alike (and, as
-DuckDB requires of connections to one file in one process, configured alike).
+Every connection that runs a reviewed query or an expectation is sandboxed (README, "What the
+embedded engine allows"): once the source is attached, external access is off (no file, URL,
+ATTACH, COPY or extension), no extension loads, and the configuration is locked, so it reads the
+warehouse's own tables and nothing else. Validation and export open the staging file read-only;
+Great Expectations gets its connections from the same function, so they are sandboxed alike (and,
+as DuckDB requires of connections to one file in one process, configured alike).
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import duckdb
 import sqlglot
 from sqlglot import exp
 
-from pubdata.errors import QueryError, WarehouseError
-from pubdata.warehouses.base import STAGED, Column, ExportSource, StagedTable, Warehouse
+from pubdata.errors import ConfigurationError, QueryError, WarehouseError
+from pubdata.warehouses.base import STAGED, Column, ExportSource, JobScope, StagedTable, Warehouse
 
 if TYPE_CHECKING:
     from pubdata.stores.base import Store
@@ -49,6 +53,8 @@ SANDBOX_REFUSAL = (
     "the embedded warehouse reads only its own tables: no files, URLs, ATTACH, COPY, extensions or "
     "settings"
 )
+PARTITION_COLUMNS = ("submission_date", "submission_timestamp")
+"""The day partitioning columns of Mozilla's tables, as the synthetic source tables reproduce them."""
 
 
 def transpile(query: str, materialize: tuple[str, ...] = ()) -> str:
@@ -180,10 +186,18 @@ class DuckDBWarehouse(Warehouse):
         self.staging_dir = Path(staging_dir)
 
     @classmethod
-    def from_url(cls, url: str, *, home: Path | None = None) -> DuckDBWarehouse:
-        raw = url[len("duckdb://"):]
+    def from_url(cls, url: str, *, home: Path | None = None, scope: JobScope | None = None) -> DuckDBWarehouse:
+        """`duckdb:///path/file.duckdb[?staging_dir=/dir]`; scope (limits, run) means nothing to DuckDB."""
+        raw, _, query = url[len("duckdb://"):].partition("?")
         path = Path(raw[1:] if raw.startswith("//") else raw)  # duckdb:///abs and duckdb:////abs alike
-        staging = Path(home) / "internal" / "staging" if home else path.parent / "staging"
+        options = dict(parse_qsl(query, keep_blank_values=True))
+        unknown = sorted(set(options) - {"staging_dir"})
+        if unknown:
+            raise ConfigurationError(f"PUBDATA_WAREHOUSE={url!r}: unknown option {unknown[0]!r}; known: staging_dir")
+        if options.get("staging_dir"):
+            staging = Path(options["staging_dir"])
+        else:
+            staging = Path(home) / "internal" / "staging" if home else path.parent / "staging"
         return cls(path, staging)
 
     # -- connections -------------------------------------------------------------------------
@@ -343,6 +357,37 @@ class DuckDBWarehouse(Warehouse):
         with contextlib.suppress(WarehouseError):
             with self._connect(staged.dataset_id, read_only=False, attach_source=False) as con:
                 con.execute(f"DROP TABLE IF EXISTS {self._table(staged)}")
+
+    def source_ready(self, table: str, day: dt.date) -> bool:
+        """Whether the source table has rows on this day (in its submission_date/_timestamp column)."""
+        parts = table.replace("`", "").split(".")
+        if len(parts) < 2:
+            raise QueryError(f"source table {table!r} is not qualified: write it as project.dataset.table")
+        schema, name = parts[-2], parts[-1]
+        if not self.source.is_file():
+            raise WarehouseError(f"source warehouse {self.source} does not exist: run `pubdata synth`")
+        try:
+            con = duckdb.connect(str(self.source), read_only=True)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open the source warehouse {self.source}: {exc}") from exc
+        try:
+            columns = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [schema, name]).fetchall()}
+            if not columns:
+                raise QueryError(f"source table {table} does not exist in {self.source}: fix source_tables, "
+                                 "or run `pubdata synth`")
+            column = next((c for c in PARTITION_COLUMNS if c in columns), None)
+            if column is None:
+                return True  # not partitioned by day: nothing to wait for
+            relation = f"{_ident(schema)}.{_ident(name)}"
+            found = con.execute(f"SELECT EXISTS (SELECT 1 FROM {relation} WHERE CAST({_ident(column)} AS DATE) = ?)",
+                                [day]).fetchone()
+            return bool(found and found[0])
+        except duckdb.Error as exc:
+            raise WarehouseError(f"checking {table} for {day} failed: {exc}") from exc
+        finally:
+            con.close()
 
 
 def _setting(con: duckdb.DuckDBPyConnection, name: str) -> Any:
