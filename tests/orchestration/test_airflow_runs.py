@@ -163,6 +163,28 @@ def test_rerun_same_date_is_safe_and_identical(env, published):
     assert not [p for p in staging.rglob("*") if p.is_file()], "staged parts are removed once published"
 
 
+def test_publish_emits_an_asset_event_and_run_ends_with_the_catalog(env, published):
+    """The catalog is rebuilt downstream of publishes: the publish task emits its dataset's Asset event
+    (which schedules the catalog DAG on a deployment), and `pubdata run` runs the catalog DAG once."""
+    import sqlite3
+
+    assert "catalog: rebuilt" in published.stdout
+    page = (Path(env["PUBDATA_HOME"]) / "public" / "index.html").read_text()
+    assert "page_loads_by_country" in page
+    db = sqlite3.connect(Path(env["PUBDATA_AIRFLOW_HOME"]) / "airflow.db")
+    try:
+        events = db.execute(
+            "SELECT e.source_dag_id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE a.uri = 'pubdata://telemetry_public/page_loads_by_country/v1'").fetchall()
+        queued = db.execute("SELECT count(*) FROM asset_dag_run_queue q JOIN asset a ON a.id = q.asset_id "
+                            "WHERE q.target_dag_id = 'pubdata_catalog'").fetchone()[0]
+    finally:
+        db.close()
+    assert events and all(e[:2] == ("publish_telemetry_public__page_loads_by_country_v1", "publish") for e in events)
+    assert json.loads(events[-1][2])["partition"] == DATE
+    assert queued >= 1, "the catalog DAG (unpaused from the start) is queued to run on the event"
+
+
 def test_miscounted_rows_fail_in_validate_and_bucket_is_untouched(env, published):
     proj = Path(env["PUBDATA_PROJECT"])
     add_miscounted_example(proj)  # client_count disagrees with the warehouse's count
@@ -185,25 +207,3 @@ def test_miscounted_rows_fail_in_validate_and_bucket_is_untouched(env, published
     assert "[DAG TEST] end task task_id=validate" in log
     assert "task_id=export" not in log.split("[DAG TEST] end task task_id=validate")[1].split("DagRun Finished")[0] or \
         "[DAG TEST] running task <TaskInstance: publish_telemetry_public__page_loads_miscounted_v1.export" not in log
-
-
-def test_publish_emits_an_asset_event_and_run_ends_with_the_catalog(env, published):
-    """The catalog is rebuilt downstream of publishes: the publish task emits its dataset's Asset event
-    (which schedules the catalog DAG on a deployment), and `pubdata run` runs the catalog DAG once."""
-    import sqlite3
-
-    assert "catalog: rebuilt" in published.stdout
-    page = (Path(env["PUBDATA_HOME"]) / "public" / "index.html").read_text()
-    assert "page_loads_by_country" in page
-    db = sqlite3.connect(Path(env["PUBDATA_AIRFLOW_HOME"]) / "airflow.db")
-    try:
-        events = db.execute(
-            "SELECT e.source_dag_id, e.source_task_id, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-            "WHERE a.uri = 'pubdata://telemetry_public/page_loads_by_country/v1'").fetchall()
-        queued = db.execute("SELECT count(*) FROM asset_dag_run_queue q JOIN asset a ON a.id = q.asset_id "
-                            "WHERE q.target_dag_id = 'pubdata_catalog'").fetchone()[0]
-    finally:
-        db.close()
-    assert events and all(e[:2] == ("publish_telemetry_public__page_loads_by_country_v1", "publish") for e in events)
-    assert json.loads(events[-1][2])["partition"] == DATE
-    assert queued >= 1, "the catalog DAG (unpaused from the start) is queued to run on the event"

@@ -256,6 +256,7 @@ def served(tmp_path_factory, source_warehouse):
                 validation = tasks.validate(decl.id, staged, f"test_{day}")
                 tasks.publish(decl.id, staged, validation, tasks.export(decl.id, staged, validation, f"test_{day}"),
                               f"test_{day}")
+                tasks.catalog()  # what the catalog DAG does on each publish's asset event
     server = subprocess.Popen([str(Path(os.sys.executable).with_name("pubdata")), "catalog", "--serve", "--port", str(port)],
                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

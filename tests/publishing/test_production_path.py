@@ -277,4 +277,4 @@ def test_a_partition_changed_after_validation_is_not_exported(production):
 
     assert store.list("api/") == [] and production["staging"].list("") == []
     fingerprint = [c for c in fake.calls("POST", r"/queries$") if "FARM_FINGERPRINT" in c.body["query"]][-1]
-    assert f"{STAGING_TABLE}` WHERE `submission_date` = DATE '2026-11-01'" in fingerprint.body["query"]
+    assert f"pubdata_staging.{STAGING_TABLE}` AS r" in fingerprint.body["query"]  # the day's own table
