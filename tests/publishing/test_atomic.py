@@ -118,6 +118,9 @@ def test_readers_never_see_a_mix_or_a_missing_file(tmp_path, store):
     # After all that, only the live version's files remain.
     live = {harness.key(u) for u in harness.listing(decl)[DAY.isoformat()]}
     assert set(harness.data_keys(decl)) == live
+    # ... and the fixed names serve exactly those files.
+    fixed = {k.rsplit("/", 1)[1]: harness.store.read(k).data for k in harness.fixed_keys(decl)}
+    assert fixed == {k.rsplit("/", 1)[1]: harness.store.read(k).data for k in live}
     assert harness.staging.list("exports/") == []  # staged parts are removed once published
 
 
@@ -294,27 +297,36 @@ def test_republishing_deletes_the_old_version_only_after_the_switch(tmp_path):
     # The dataset's index entry did not change, so all-datasets.json was read but not written again:
     # no write contention on the one object every dataset shares.
     assert INDEX_KEY not in writes
-    copies = [i for i, (op, _k) in enumerate(order) if op == "copy"]
+    fixed = set(harness.fixed_keys(decl))
+    copies = [i for i, (op, k) in enumerate(order) if op == "copy" and k not in fixed]
     assert max(copies) < switch  # the new version was complete before the listing named it
+    # The fixed names follow the listing, before the old version goes.
+    fixed_copies = [i for i, (op, k) in enumerate(order) if op == "copy" and k in fixed]
+    assert fixed_copies and switch < min(fixed_copies) and max(fixed_copies) < min(deletions)
 
     new_keys = {harness.key(f["url"]) for f in second["files"]}
     other_keys = {harness.key(f["url"]) for f in kept["files"]}
-    assert set(inner.list(prefix + "/files/")) == new_keys | other_keys  # the other day is untouched
+    assert set(harness.data_keys(decl)) == new_keys | other_keys  # the other day is untouched
     assert second["deleted_files"] == len(old_keys)
     assert harness.staging.list("exports/") == []
 
 
-def test_files_of_an_earlier_layout_are_collected(tmp_path):
-    """Fixed names (files/<date>/000000000000.json) from before version folders go after the switch."""
+def test_a_fixed_name_from_before_serves_the_current_version(tmp_path):
+    """A fixed name (files/<date>/000000000000.json) written by an older layout is replaced by the
+    listed version's file, and a fixed name the new version no longer has is deleted."""
     harness = Harness(tmp_path, LocalStore(tmp_path / "public"))
     decl = harness.declare(DATASET)
-    old = f"{decl.dataset_id.public_prefix}/files/{DAY.isoformat()}/000000000000.json"
-    harness.store.write(old, b"[]", content_type="application/json")
+    scope = f"{decl.dataset_id.public_prefix}/files/{DAY.isoformat()}/"
+    harness.store.write(scope + "000000000000.json", b"[]", content_type="application/json")
+    harness.store.write(scope + "000000000007.json", b"[]", content_type="application/json")
 
-    harness.publish(decl, marker=1, n=5)
+    published = harness.publish(decl, marker=1, n=5)
 
-    assert harness.store.read(old) is None
-    assert len(harness.data_keys(decl)) == 1
+    [listed] = harness.data_keys(decl)
+    assert harness.store.read(scope + "000000000000.json").data == harness.store.read(listed).data
+    assert harness.store.read(scope + "000000000007.json") is None
+    assert harness.fixed_keys(decl) == [scope + "000000000000.json"]
+    assert [harness.key(f["url"]) for f in published["files"]] == [listed]
 
 
 def test_garbage_collection_deletes_nothing_when_the_partition_is_not_listed(tmp_path):

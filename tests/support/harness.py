@@ -132,7 +132,14 @@ class Harness:
         return self.store.list(decl.dataset_id.public_prefix + "/")
 
     def data_keys(self, decl: Declaration) -> list[str]:
-        return self.store.list(decl.dataset_id.public_prefix + "/files/")
+        """The versions' files (in their folders), without the fixed-name copies."""
+        return [k for k in self.store.list(decl.dataset_id.public_prefix + "/files/") if k not in self.fixed_keys(decl)]
+
+    def fixed_keys(self, decl: Declaration) -> list[str]:
+        """The fixed names Mozilla's clients hard-code: files/[<date>/]000000000000.json."""
+        prefix = decl.dataset_id.public_prefix + "/files/"
+        depth = 1 if decl.spec.incremental else 0  # a version's files are one folder deeper
+        return [k for k in self.store.list(prefix) if k[len(prefix):].count("/") == depth]
 
 
 def expected_rows(marker: int, n: int, day: dt.date = DAY) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ their own, named by their content; the `files` listing is the switch, written in
 object write once every file exists; superseded files are deleted only after the listing,
 metadata and index point at the new version. Shared objects are read-modify-written with
 generation preconditions. Every step can be run again after a failure at any point and ends in
-the same public state (a retried publish skips files already copied). The catalog pages are not
+the same public state (a retried publish skips files already copied). Once the listing names a
+version, its files are also copied to the fixed names Mozilla's clients hard-code
+(`files/[<date>/]000000000000.json`). The catalog pages are not
 rebuilt here but downstream, once per batch of publishes (orchestration: the catalog DAG). The
 layout and the readers' guarantees are in README.md ("Public layout").
 """
@@ -220,10 +222,46 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
 
     _update_json(store, INDEX_KEY, add_entry)
 
-    # 5. Only now: files no listing points at any more.
+    # 5. The fixed names Mozilla's clients hard-code serve the version the listing now names.
+    mirror_fixed_names(store, decl, partition, files, base_url)
+
+    # 6. Only now: files no listing points at any more.
     deleted = collect_garbage(store, decl, partition)
     return {"files": files, "rows": rows, "version": version, "last_updated": last_updated,
             "metadata_url": urls["metadata"], "query_sha256": decl.query_sha256, "deleted_files": len(deleted)}
+
+
+def fixed_scope(decl: Declaration, partition: str | None) -> str:
+    """Where the fixed names live: `files/` or, per day, `files/<date>/` (Mozilla's layout)."""
+    return f"{decl.dataset_id.public_prefix}/files/{partition}/" if decl.spec.incremental else \
+        f"{decl.dataset_id.public_prefix}/files/"
+
+
+def is_fixed_name(scope: str, key: str) -> bool:
+    """A fixed-name copy sits directly in the scope (a version's files are one folder deeper)."""
+    return key.startswith(scope) and "/" not in key[len(scope):]
+
+
+def mirror_fixed_names(store: Store, decl: Declaration, partition: str | None, files: list[dict[str, Any]],
+                       base_url: str) -> None:
+    """Copy the listed version's files to the fixed names (`files/[<date>/]000000000000.json`).
+
+    Each copy is one object write, so a reader of one fixed URL gets a whole file, of the new
+    version or (while a publish runs) the one before; only the listing switches a whole set at
+    once. Fixed names the new version no longer has are deleted after the copies.
+    """
+    scope = fixed_scope(decl, partition)
+    wanted = set()
+    for f in files:
+        source = f["url"][len(base_url):] if f["url"].startswith(base_url) else None
+        if source is None:
+            raise StoreError(f"{decl.id}: {f['url']} is not under the public base URL {base_url}")
+        wanted.add(scope + f["name"])
+        store.copy_from(store, source, scope + f["name"], content_type=parts.CONTENT_TYPES[f["format"]],
+                        compress=parts.COMPRESSED[f["format"]])
+    for key in store.list(scope):
+        if is_fixed_name(scope, key) and key not in wanted:
+            store.delete(key)
 
 
 def _refresh_derived(store: Store, decl: Declaration, urls: dict[str, str]) -> None:
@@ -274,7 +312,7 @@ def collect_garbage(store: Store, decl: Declaration, partition: str | None) -> l
     """Delete the partition's files that the live listing does not reference; return their keys.
 
     Runs after the switch, so it removes the superseded version and whatever a killed publish
-    left behind. It reads the listing again rather than trusting its caller, and deletes nothing
+    left behind; the fixed-name copies directly under files/[<date>/] are not a version's files. It reads the listing again rather than trusting its caller, and deletes nothing
     when the partition is not listed at all.
     """
     prefix = decl.dataset_id.public_prefix
@@ -284,9 +322,11 @@ def collect_garbage(store: Store, decl: Declaration, partition: str | None) -> l
     live = _listed_folders(decl, json.loads(current.data), partition)
     if not live:
         return []
-    scope = f"{prefix}/files/{partition}/" if decl.spec.incremental else f"{prefix}/files/"
+    scope = fixed_scope(decl, partition)
     deleted = []
     for key in store.list(scope):
+        if is_fixed_name(scope, key):
+            continue  # the fixed names: mirror_fixed_names keeps them
         if key.rsplit("/", 1)[0] not in live:
             store.delete(key)
             deleted.append(key)
