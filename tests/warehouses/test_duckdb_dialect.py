@@ -114,6 +114,5 @@ def test_check_names_each_function_the_engine_cannot_resolve():
 
     found = names("SELECT mozfun.hist.percentiles(h, [0.5]), HLL_COUNT.EXTRACT(s), no_such_fn(x), "
                   "mozfun.hist.extract(h), UPPER(x), SAFE_DIVIDE(a, b) FROM t")
-    assert [f.split(":")[0] for f in found] == ["mozfun.hist.percentiles", "HLL_COUNT.EXTRACT", "no_such_fn"]
-    assert "COUNT(DISTINCT" in found[1]
+    assert [f.split(":")[0] for f in found] == ["mozfun.hist.percentiles", "no_such_fn"]
     assert names("SELECT mozfun.norm.truncate_version(v, 'minor'), udf.get_key(m, 'k'), SAFE_DIVIDE(a, b) FROM t") == []
