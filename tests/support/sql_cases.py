@@ -192,3 +192,25 @@ def diff_rows(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> s
     return "\n".join(lines)
 
 
+
+
+def run_query(query: str, case: Path, schemas: dict[str, list[tuple[str, str]]], workdir: Path) -> list[dict[str, Any]]:
+    """The rows a query (BigQuery SQL, bqetl's Jinja and TEMP FUNCTIONs allowed) returns on a case's
+    inputs through the embedded engine, rendered as published; no declaration, so no policy rewrite:
+    what the engine computes, for constructs (tests/warehouses/corpus)."""
+    from pubdata.sql.parse import prepared
+    from pubdata.warehouses.base import StagePlan
+
+    source = workdir / "source.duckdb"
+    load_inputs(case, source, schemas)
+    params_file = case / PARAMS_FILE
+    params = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}) if params_file.is_file() else {}
+    with initializing(case.name == INIT_CASE):
+        text = prepared(query)
+    warehouse = DuckDBWarehouse(source, workdir / "staging")
+    staged = warehouse.stage("corpus.case_v1", StagePlan(text), params, None)
+    columns = [c.name for c in warehouse.columns(staged)]
+    store = LocalStore(workdir / "bucket")
+    with warehouse.export_source(staged, workdir, store, "_staging") as export:
+        parts = write_parts(export, columns, "json", 2**40, workdir / "json", what=case.name)
+    return [row for part in parts for row in json.loads(part.path.read_text(encoding="utf-8"))]
