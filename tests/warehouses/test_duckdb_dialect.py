@@ -78,10 +78,19 @@ def test_bare_struct_fields_after_an_unnest_without_alias_bind(con):
     assert run(con, "SELECT h.key FROM events, UNNEST(histogram) AS h WHERE id = 2") == [(3,)]
 
 
+def test_the_safe_prefix_gives_null_instead_of_an_error(con):
+    assert run(con, "SELECT SAFE.PARSE_DATE('%Y-%m-%d', 'not a date'), SAFE.PARSE_DATE('%Y-%m-%d', '2026-11-01')") \
+        == [(None, dt.date(2026, 11, 1))]
+    assert run(con, "SELECT SAFE.mozfun.map.get_key(histogram, 2) FROM events WHERE id = 1") == [(20,)]
+    assert "TRY(" in transpile("SELECT SAFE.mozfun.hist.extract(x) FROM t")
+
+
 def test_hll_count_is_refused_naming_the_function_and_what_to_use():
     with pytest.raises(QueryError, match=r"HLL_COUNT\.MERGE\(\.\.\.\) is not supported on the embedded engine.*"
                                          r"COUNT\(DISTINCT"):
         transpile("SELECT HLL_COUNT.MERGE(sketch) AS n FROM events")
+    with pytest.raises(QueryError, match=r"NET\.HOST\(\.\.\.\) is not supported on the embedded engine.*REGEXP_EXTRACT"):
+        transpile("SELECT NET.HOST(url) AS host FROM events")
 
 
 def test_mozilla_functions_keep_their_documented_results(con):
