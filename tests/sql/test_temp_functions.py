@@ -75,3 +75,13 @@ def test_an_unknown_function_is_named_before_anything_runs():
     assert "mozfun.hist.percentiles" in findings[0].message
     known = sql.replace("mozfun.hist.percentiles(os, [0.5])", "CAST(mozfun.norm.truncate_version(os, 'major') AS STRING)")
     assert check_query(known, columns_spec("submission_date", "os")) == []
+
+
+def test_a_function_reading_a_table_is_checked_like_the_subquery_it_is():
+    reading = f"""
+    CREATE TEMP FUNCTION some_client() AS ((SELECT MIN(client_id) FROM {CD}));
+    SELECT submission_date, some_client() AS os, COUNT(DISTINCT client_id) AS client_count
+    FROM {CD} WHERE submission_date = @submission_date GROUP BY submission_date, os
+    """
+    findings = check_query(reading, columns_spec("submission_date", "os"))
+    assert RULE_FORBIDDEN_LINEAGE in rules(findings), findings
