@@ -25,7 +25,8 @@ from pubdata.policy.verdict import verdict
 
 GATE_FILE = "gate.json"
 CHECKED_CODE = ("gate", "sql", "policy", "declarations/spec", "declarations/untrusted", "validation/expectations_file",
-                "validation/batch_sql", "validation/expectations")
+                "validation/batch_sql", "validation/expectations", "warehouses/duckdb_dialect",
+                "warehouses/duckdb_routines")
 """The modules the static checks' answers depend on: a change to any of them empties the cache."""
 
 

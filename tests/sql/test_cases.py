@@ -6,18 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sql_cases import REPO, _case_id, diff_rows, discover, expected_rows, run_case, source_schemas
-
-
-@pytest.fixture(scope="session")
-def production_schemas(tmp_path_factory) -> dict[str, list[tuple[str, str]]]:
-    """The source tables' columns and types, from a tiny synthetic warehouse (same DDL as every run)."""
-    from pubdata.sources.synthetic import SynthSpec, generate
-
-    path = tmp_path_factory.mktemp("schemas") / "schemas.duckdb"
-    generate(path, SynthSpec(scale=3, days=1))
-    return source_schemas(path)
-
+from tests.support.sql_cases import REPO, _case_id, diff_rows, discover, expected_rows, run_case
 
 CASES = discover()
 

@@ -55,13 +55,14 @@ def reference_grouped(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]
             for key, g in groups.items() if len(g["clients"]) >= k]
 
 
-def reference_rollup(rows: list[dict[str, Any]], k: int, valid_countries: set[str]) -> list[dict[str, Any]]:
+def reference_rollup(rows: list[dict[str, Any]], k: int, valid_countries: set[str],
+                     label: str = "Other") -> list[dict[str, Any]]:
     """The documented roll-up: cells as they are, then the clients of cells under the minimum with
     each step's dimensions relabelled Other in turn; an unknown country waits for its own step;
     what is left after the last step is dropped."""
     pairs: dict[tuple, int] = defaultdict(int)  # (cell, client) -> page_loads
     for r in rows:
-        country = r["country"] if r["country"] in valid_countries else "Other"
+        country = r["country"] if r["country"] in valid_countries else label
         pairs[(country, r["os"], r["locale"], r["normalized_channel"], r["client_id"])] += r["page_loads"]
     relabelled_from = {"locale": 1, "normalized_channel": 1, "os": 2, "country": 3}
     pending = dict(pairs)
@@ -69,16 +70,16 @@ def reference_rollup(rows: list[dict[str, Any]], k: int, valid_countries: set[st
     for level in range(4):
         cells: dict[tuple, set] = defaultdict(set)
         for key in pending:
-            if level < 3 and key[0] == "Other":
+            if level < 3 and key[0] == label:
                 continue  # an unknown country forms no cell before the country step
-            cell = tuple("Other" if relabelled_from[d] <= level else key[i] for i, d in enumerate(DIMS))
+            cell = tuple(label if relabelled_from[d] <= level else key[i] for i, d in enumerate(DIMS))
             cells[cell].add(key[-1])
         big = {c for c, clients in cells.items() if len(clients) >= k}
         kept = {}
         for key, value in pending.items():
-            if level < 3 and key[0] == "Other":
+            if level < 3 and key[0] == label:
                 continue
-            cell = tuple("Other" if relabelled_from[d] <= level else key[i] for i, d in enumerate(DIMS))
+            cell = tuple(label if relabelled_from[d] <= level else key[i] for i, d in enumerate(DIMS))
             if cell in big:
                 kept[key] = value
                 row = out.setdefault(cell, {"clients": set(), "page_loads": 0})
@@ -120,6 +121,21 @@ def test_the_rollup_matches_its_documented_steps(tmp_path, seed, k):
     assert all(c["success"] for c in result["checks"].values()), result["checks"]
     # Rolled-up rows are disjoint: every client is counted in one published row.
     assert all(r["_pubdata_disjoint"] for r in result["rows"])
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_rollup_labels_with_the_configured_label(tmp_path, seed):
+    """Mozilla writes OTHER: the roll-up relabels with policy.other_label, and its checks pass."""
+    from pubdata.policy.geo import place_values
+
+    rows = crafted(seed, clients=80)
+    raw = declaration(rollup=True, other_label="OTHER")
+    raw["policy"]["rollup"] = {"steps": STEPS}
+    result = stage(PAGE_LOADS, raw, rows, tmp_path, k=3)
+    expected = reference_rollup(rows, 3, set(place_values("geo_country")), label="OTHER")
+    assert _rows(result) == _expected(expected)
+    assert any(r["country"] == "OTHER" for r in expected) and not any("Other" in r.values() for r in expected)
+    assert all(c["success"] for c in result["checks"].values()), result["checks"]
 
 
 def test_the_rollup_keeps_more_clients_than_dropping_small_cells(tmp_path):

@@ -10,6 +10,8 @@ A case is a directory tests/sql/<ds>/<table>_v<N>/<case>/ holding
                                                it so a handful of clients exercises the grouping)
   expect.yaml | expect.ndjson                  the rows the query must return, as they are
                                                published (dates as YYYY-MM-DD); order is ignored
+A case named test_init renders the query's Jinja with `is_init()` true (a full rebuild), as
+bigquery-etl's own test_init cases do; every other case renders it as a daily run.
 tests/sql/test_cases.py finds every case and runs the reviewed query through the embedded DuckDB
 engine (the same stage plan, transpilation, parameter binding and JSON rendering as a real run:
 the pipeline's own minimum-bucket HAVING and roll-up included, at the case's min_bucket_size).
@@ -31,6 +33,7 @@ from pubdata.declarations import load_declaration
 from pubdata.orchestration.tasks import query_params
 from pubdata.publishing.rows import write_parts
 from pubdata.sql.rewrite import plan
+from pubdata.sql.template import initializing
 from pubdata.stores.local import LocalStore
 from pubdata.warehouses.duckdb import DuckDBWarehouse
 
@@ -38,6 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 CASES_DIR = REPO / "tests" / "sql"
 PARAMS_FILE = "query_params.yaml"
 EXPECT_STEM = "expect"
+INIT_CASE = "test_init"
 ROW_SUFFIXES = (".yaml", ".yml", ".ndjson", ".json")
 
 
@@ -147,7 +151,9 @@ def run_case(case: Path, project: Path, schemas: dict[str, list[tuple[str, str]]
         policy = spec.policy.model_copy(update={"min_bucket_size": int(case_params["min_bucket_size"])})
         spec = spec.model_copy(update={"policy": policy})
     warehouse = DuckDBWarehouse(source, workdir / "staging")
-    staged = warehouse.stage(decl.id, plan(decl.query, spec), params, partition if decl.spec.incremental else None,
+    with initializing(case.name == INIT_CASE):
+        stage_plan = plan(decl.query, spec)
+    staged = warehouse.stage(decl.id, stage_plan, params, partition if decl.spec.incremental else None,
                              partition_field=decl.spec.partition_field)
     store = LocalStore(workdir / "bucket")
     with warehouse.export_source(staged, workdir, store, "_staging") as source:
@@ -186,3 +192,25 @@ def diff_rows(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> s
     return "\n".join(lines)
 
 
+
+
+def run_query(query: str, case: Path, schemas: dict[str, list[tuple[str, str]]], workdir: Path) -> list[dict[str, Any]]:
+    """The rows a query (BigQuery SQL, bqetl's Jinja and TEMP FUNCTIONs allowed) returns on a case's
+    inputs through the embedded engine, rendered as published; no declaration, so no policy rewrite:
+    what the engine computes, for constructs (tests/warehouses/corpus)."""
+    from pubdata.sql.parse import prepared
+    from pubdata.warehouses.base import StagePlan
+
+    source = workdir / "source.duckdb"
+    load_inputs(case, source, schemas)
+    params_file = case / PARAMS_FILE
+    params = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}) if params_file.is_file() else {}
+    with initializing(case.name == INIT_CASE):
+        text = prepared(query)
+    warehouse = DuckDBWarehouse(source, workdir / "staging")
+    staged = warehouse.stage("corpus.case_v1", StagePlan(text), params, None)
+    columns = [c.name for c in warehouse.columns(staged)]
+    store = LocalStore(workdir / "bucket")
+    with warehouse.export_source(staged, workdir, store, "_staging") as export:
+        parts = write_parts(export, columns, "json", 2**40, workdir / "json", what=case.name)
+    return [row for part in parts for row in json.loads(part.path.read_text(encoding="utf-8"))]

@@ -226,6 +226,28 @@ def test_totals_equal_the_sum_of_published_cells(project, stage_sql, sql, outcom
         assert report.failures[0].observed == 1
 
 
+def test_totals_count_the_configured_grouped_label_as_a_published_cell(project, stage_sql):
+    """With Mozilla's OTHER as the label, its rows are cells a total covers; a total marked with the
+    label itself is refused, naming the line."""
+    (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").write_text(
+        (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
+        .replace("policy:\n", "policy:\n  other_label: OTHER\n", 1))
+    d = _write_expectations(project, TOTALS_FILE)
+    assert d.spec.policy.other_label == "OTHER"
+    grouped = WITH_TOTALS.replace("(DATE '2026-11-01', 'US', 'All', 'en-US', 'release', 150000, 11000)",
+                                  "(DATE '2026-11-01', 'US', 'OTHER', 'en-US', 'release', 7, 5000), "
+                                  "(DATE '2026-11-01', 'US', 'All', 'en-US', 'release', 150007, 16000)")
+    specs = [s for s in suite_for(d, DuckDBWarehouse) if s.description.startswith("rows with os = All")]
+    wh, staged = stage_sql(grouped)
+    assert validate(d, wh, staged, specs=specs).outcome == "passed"
+    wh, staged = stage_sql(grouped.replace("150007", "150000"))
+    assert validate(d, wh, staged, specs=specs).outcome == "failed"
+    d = _write_expectations(project, TOTALS_FILE.replace("value: All", "value: OTHER"))
+    with pytest.raises(ExpectationsFileError, match="OTHER is the grouped label") as exc:
+        load_file(project / EXPECTATIONS, d)
+    assert str(exc.value).startswith(f"{project / EXPECTATIONS}:3: ")
+
+
 def test_totals_sql_is_bigquery_sql_too(project):
     from pubdata.validation.expectations.totals import Total, totals_sql
 

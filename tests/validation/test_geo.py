@@ -43,10 +43,10 @@ def geo_checks(report) -> list:
 
 def test_every_geo_dimension_gets_a_geo_expectation(decl, city_decl):
     [country] = geo_specs(decl)
-    assert country.kwargs == {"column": "country", "geo_kind": "geo_country"}
+    assert country.kwargs == {"column": "country", "geo_kind": "geo_country", "other_label": "Other"}
     assert "ISO 3166-1 alpha-2" in country.description
     [city] = geo_specs(city_decl)
-    assert city.kwargs == {"column": "city", "geo_kind": "geo_city"}
+    assert city.kwargs == {"column": "city", "geo_kind": "geo_city", "other_label": "Other"}
     assert "15,000" in city.description
     assert [s for s in suite_for(decl, DuckDBWarehouse) if s.name == GEO] == [country]  # part of every run's suite
 
@@ -68,6 +68,29 @@ def test_a_value_that_is_not_a_country_fails_the_export(decl, stage_sql, bad):
     assert failed.description == "dimension country holds an ISO 3166-1 alpha-2 country code or Other"
     assert failed.observed == 1 and failed.unexpected_sample == [bad]
     assert not report.errors
+
+
+def with_label(decl, label: str):
+    p = decl.spec.policy
+    return dataclasses.replace(decl, spec=decl.spec.model_copy(
+        update={"policy": p.model_copy(update={"other_label": label})}))
+
+
+def test_the_configured_grouped_label_is_the_one_accepted(decl, stage_sql):
+    """Mozilla writes OTHER: with policy.other_label OTHER that label passes, and Other no longer does."""
+    mozilla = with_label(decl, "OTHER")
+    [spec] = geo_specs(mozilla)
+    assert spec.kwargs["other_label"] == "OTHER" and spec.description.endswith("country code or OTHER")
+    def relabelled(de: str) -> str:
+        return rows(de=de).replace("'Other', 'Other', 'Other', 'Other'", "'OTHER', 'OTHER', 'OTHER', 'OTHER'")
+
+    wh, staged = stage_sql(relabelled("'OTHER'"))
+    passed = validate(mozilla, wh, staged, specs=policy_expectations(mozilla))
+    assert passed.outcome == "passed", passed.summary()
+    assert validate(decl, wh, staged, specs=policy_expectations(decl)).outcome == "failed"
+    wh, staged = stage_sql(relabelled("'Other'"))
+    report = validate(mozilla, wh, staged, specs=policy_expectations(mozilla))
+    assert report.outcome == "failed" and geo_checks(report)[0].unexpected_sample == ["Other"]
 
 
 def test_unexpected_values_are_reported_most_frequent_first(decl, stage_sql):

@@ -25,7 +25,7 @@ from sqlglot import exp
 
 from pubdata.declarations.spec import DeclarationFile
 from pubdata.errors import ConfigurationError, PolicyRefused
-from pubdata.sql.parse import DIALECT
+from pubdata.sql.parse import DIALECT, prepared
 from pubdata.sql.projections import PROJECTIONS, is_star
 from pubdata.sql.rollup import ROLLUP_PREFIXES, rollup
 from pubdata.sql.rules import QueryAnalysis, analyze_query
@@ -60,7 +60,10 @@ def enforces_minimum(spec: DeclarationFile) -> bool:
 def plan(sql: str, spec: DeclarationFile) -> StagePlan:
     """The stage plan of a reviewed query; PolicyRefused when its static checks fail."""
     if not enforces_minimum(spec):
-        return StagePlan(sql)
+        try:
+            return StagePlan(prepared(sql))
+        except ValueError as exc:
+            raise PolicyRefused(f"the reviewed query cannot be prepared: {exc}") from None
     analysis = _checked(sql, spec)
     assert analysis.shape is not None
     _attributed_rows_only(analysis.shape, spec.policy.privacy_unit)

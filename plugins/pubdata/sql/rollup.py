@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from pubdata.declarations.spec import DeclarationFile
 from pubdata.errors import PolicyRefused
-from pubdata.policy.geo import GEO_KINDS, geo_values
+from pubdata.policy.geo import GEO_KINDS, place_values
 from pubdata.sql.parse import DIALECT
 from pubdata.sql.shape import Shape, Target, aggregates_in
 from pubdata.sql.tree import define_cte_before, resolved_keys
@@ -227,7 +227,7 @@ class _Rollup:
             kind = kinds.get(name)
             if kind in GEO_KINDS:
                 param = f"_pubdata_valid_{name}"
-                self.params[param] = sorted(geo_values(str(kind)) - {"Other"})
+                self.params[param] = sorted(place_values(str(kind)) - {self.policy.other_label})
                 guards[i] = self._allowed_or_label(param)
                 self.guarded.add(i)
         return guards

@@ -27,6 +27,7 @@ RULE_OUTPUT_COLUMNS = "output_columns"
 RULE_FORBIDDEN_COLUMN = "forbidden_column"
 RULE_SOURCE_TABLES = "source_tables"
 RULE_NONDETERMINISTIC = "nondeterministic"
+RULE_UNKNOWN_FUNCTION = "unknown_function"
 
 __all__ = ["RULE_FORBIDDEN_LINEAGE", "RULE_OUTSIDE_SOURCE", "RULE_PARSE", "Finding", "QueryAnalysis", "analyze_query",
            "check_query"]
@@ -85,7 +86,18 @@ def analyze_query(sql: str, spec: DeclarationFile) -> QueryAnalysis:
         PROJECTIONS.reset(token)
     findings += _check_nondeterminism(statement)
     findings += check_sources(statement)
+    findings += _check_functions(statement)
     return QueryAnalysis(statement, shape, findings)
+
+
+def _check_functions(statement: exp.Expr) -> list[Finding]:
+    """Every function the engines cannot resolve, named before anything runs."""
+    from pubdata.warehouses import unresolved_functions
+
+    return [Finding(RULE_UNKNOWN_FUNCTION, f"the query calls {problem}.",
+                    "use a BigQuery built-in or one of Mozilla's functions listed in the README, or define it with "
+                    "CREATE TEMP FUNCTION before the SELECT")
+            for problem in unresolved_functions(statement)]
 
 
 def _check_output_columns(root: Scope, spec: DeclarationFile, rules: tuple[ForbiddenRule, ...]) -> list[Finding]:

@@ -217,6 +217,9 @@ def _total(r: _Reader, where: tuple, item: Any, decl: Declaration) -> Total:
         if m == p.bucket_column:
             raise r.fail(where + ("metrics", i), f"{shorten(m)} counts distinct clients, which do not add up across "
                          "cells; list additive metrics only")
+    if value == p.other_label:
+        raise r.fail(where + ("value",), f"{value} is the grouped label (policy.other_label): its rows are published "
+                     "cells of rare values, not totals; mark totals with another value, such as All")
     return Total(dimension, value, tuple(metrics), tolerance, severity)
 
 

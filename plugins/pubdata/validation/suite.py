@@ -55,7 +55,7 @@ def policy_expectations(decl: Declaration) -> list[ExpectationSpec]:
             ExpectationSpec(
                 "ExpectColumnValuesToBeBetween",
                 {"column": p.bucket_column, "min_value": p.min_bucket_size},
-                description=f"every row, Other rows included, has {p.bucket_column} >= {p.min_bucket_size}",
+                description=f"every row, {p.other_label} rows included, has {p.bucket_column} >= {p.min_bucket_size}",
             ),
         ]
     for d in p.dimensions:
@@ -64,8 +64,8 @@ def policy_expectations(decl: Declaration) -> list[ExpectationSpec]:
         ))
         if d.kind in GEO_KINDS:
             specs.append(ExpectationSpec(
-                "ExpectColumnValuesToBeValidGeo", {"column": d.name, "geo_kind": d.kind},
-                description=f"dimension {d.name} holds {describe(d.kind)}",
+                "ExpectColumnValuesToBeValidGeo", {"column": d.name, "geo_kind": d.kind, "other_label": p.other_label},
+                description=f"dimension {d.name} holds {describe(d.kind, p.other_label)}",
             ))
     return specs
 

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pubdata.errors import ConfigurationError
 from pubdata.warehouses.base import JobScope, StagedTable, Warehouse
+
+if TYPE_CHECKING:
+    from sqlglot.exp import Expr
 
 ENGINES: dict[str, str] = {
     "duckdb": "pubdata.warehouses.duckdb:DuckDBWarehouse",
@@ -34,4 +38,15 @@ def open_warehouse(url: str, *, home: Path | None = None, scope: JobScope | None
     return warehouse
 
 
-__all__ = ["ENGINES", "JobScope", "StagedTable", "Warehouse", "open_warehouse"]
+def unresolved_functions(statement: Expr) -> list[str]:
+    """The functions a reviewed query calls that the embedded engine cannot resolve, each with why.
+
+    Every query runs its SQL test cases on the embedded engine, and BigQuery resolves everything
+    it does (Mozilla's functions natively), so this is the list `pubdata check` refuses.
+    """
+    from pubdata.warehouses.duckdb_dialect import unresolved_functions as embedded
+
+    return embedded(statement)
+
+
+__all__ = ["ENGINES", "JobScope", "StagedTable", "Warehouse", "open_warehouse", "unresolved_functions"]

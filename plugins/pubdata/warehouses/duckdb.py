@@ -36,6 +36,8 @@ from sqlglot import exp
 
 from pubdata.errors import ConfigurationError, QueryError, WarehouseError
 from pubdata.warehouses.base import STAGED, Column, ExportSource, JobScope, StagedTable, Warehouse
+from pubdata.warehouses.duckdb_dialect import BigQueryOnDuckDB, prepare
+from pubdata.warehouses.duckdb_routines import create_statements
 
 if TYPE_CHECKING:
     from pubdata.stores.base import Store
@@ -92,7 +94,7 @@ def _to_duckdb(tree: exp.Query) -> str:
             continue
         if table.args.get("db"):
             table.set("catalog", exp.to_identifier(SOURCE_ALIAS))
-    return tree.sql(dialect="duckdb")
+    return prepare(tree).sql(dialect=BigQueryOnDuckDB)
 
 
 def _bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -232,6 +234,9 @@ class DuckDBWarehouse(Warehouse):
             raise WarehouseError(f"cannot open staging database {path}: {exc}") from exc
         try:
             self._lock_down(con, attach_source)
+            if attach_source:  # runs a reviewed query: Mozilla's functions, for this connection only (~18 ms)
+                for statement in create_statements():
+                    con.execute(statement)
         except BaseException:
             con.close()
             raise

@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pubdata.policy.geo import geo_values
+from pubdata.policy.geo import OTHER, geo_values
 
 NAME = "ExpectColumnValuesToBeValidGeo"
 METRIC = "pubdata.column.geo_unexpected_values"
@@ -25,7 +25,7 @@ SAMPLE_SIZE = 20
 """How many distinct unexpected values a failed check reports (the most frequent first)."""
 
 
-def unexpected_values_query(selectable: Any, column: str, kind: str) -> Any:
+def unexpected_values_query(selectable: Any, column: str, kind: str, other_label: str = OTHER) -> Any:
     """SELECT the distinct values of `column` outside the allowed set, with rows per value and in total.
 
     NULLs are left to the not-null expectation; non-string columns are compared as text, so a
@@ -34,7 +34,7 @@ def unexpected_values_query(selectable: Any, column: str, kind: str) -> Any:
     import sqlalchemy as sa
 
     value = sa.cast(sa.column(column), sa.String())
-    allowed = sa.bindparam("pubdata_geo_allowed", sorted(geo_values(kind)), expanding=True, type_=sa.String())
+    allowed = sa.bindparam("pubdata_geo_allowed", sorted(geo_values(kind, other_label)), expanding=True, type_=sa.String())
     rows = sa.func.count()
     return (
         sa.select(value.label("value"), rows.label("rows"), sa.func.sum(rows).over().label("total"))
@@ -63,24 +63,26 @@ def gx_expectations() -> dict[str, type]:
         """Distinct values outside the geo kind's allowed set: {"total": rows, "values": [[value, rows], ...]}."""
 
         metric_name = METRIC
-        value_keys = ("geo_kind",)
+        value_keys = ("geo_kind", "other_label")
 
         @metric_value(engine=SqlAlchemyExecutionEngine)
         def _sqlalchemy(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs,  # noqa: N805 (a GX classmethod)
                         metrics, runtime_configuration):
             selectable, _, accessor = execution_engine.get_compute_domain(metric_domain_kwargs, MetricDomainTypes.COLUMN)
-            query = unexpected_values_query(selectable, accessor["column"], metric_value_kwargs["geo_kind"])
+            query = unexpected_values_query(selectable, accessor["column"], metric_value_kwargs["geo_kind"],
+                                            metric_value_kwargs.get("other_label") or OTHER)
             rows = execution_engine.execute_query(query).fetchall()
             return {"total": int(rows[0][2]) if rows else 0, "values": [[r[0], int(r[1])] for r in rows]}
 
     class ExpectColumnValuesToBeValidGeo(ColumnAggregateExpectation):
         """Every non-null value is valid for the geo kind (an ISO country code or a city over 15,000
-        inhabitants) or "Other"."""
+        inhabitants) or the declaration's grouped label (policy.other_label)."""
 
         geo_kind: Literal["geo_country", "geo_city"]
+        other_label: str = OTHER
         metric_dependencies: ClassVar[tuple[str, ...]] = (METRIC,)
-        success_keys: ClassVar[tuple[str, ...]] = ("geo_kind",)
-        args_keys: ClassVar[tuple[str, ...]] = ("column", "geo_kind")
+        success_keys: ClassVar[tuple[str, ...]] = ("geo_kind", "other_label")
+        args_keys: ClassVar[tuple[str, ...]] = ("column", "geo_kind", "other_label")
 
         def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
             found = metrics[METRIC]
