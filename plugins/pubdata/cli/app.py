@@ -24,9 +24,9 @@ console = Console(width=_WIDTH)
 err = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
 
 
-def _select(ids: list[str] | None):
+def _select(ids: list[str] | None, catalog=None):
     cfg = settings()
-    catalog = load_all(cfg.project)
+    catalog = catalog if catalog is not None else load_all(cfg.project)
     if ids:
         unknown = [i for i in ids if i not in catalog.declarations]
         broken = {str(e.path) for e in catalog.problems}
@@ -73,31 +73,68 @@ def check(ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all
     """Validate declarations and the publishing policy; exit 1 naming file, rule and fix."""
     from pubdata import gate
 
-    cfg, catalog, decls = _select(ids)
+    cfg = settings()
+    catalog = load_all(cfg.project)
+    broken = _broken(cfg, catalog, ids or [])
+    wanted = [i for i in ids or [] if i not in broken]
+    _cfg, catalog, decls = _select(wanted or None, catalog=catalog) if wanted or not ids else (cfg, catalog, [])
     # The same cache the DAG factory reads: a check here spares the next DAG parse the work.
     cache = gate.GateCache(cfg.internal_dir / "cache" / gate.GATE_FILE)
-    problems = gate.check_all(cfg.project, catalog, decls, include_load_errors=not ids, cache=cache)
+    problems = gate.check_all(cfg.project, catalog, decls, include_load_errors=not ids, cache=cache) if decls or not ids else []
+    for path_problems in broken.values():
+        problems += [gate.Problem(str(e.path), e.where, f"declaration: {e.field or 'file'}", e.message,
+                                  "fix the file; see schema/declaration.schema.json") for e in path_problems]
     table = Table(title="pubdata check", show_lines=False)
     for col in ("dataset", "verdict", "result"):
         table.add_column(col)
-    bad = {p.dataset for p in problems}
+    bad = {p.dataset for p in problems if not p.intended}
     for d in decls:
         v = verdict(d.spec)
-        table.add_row(d.id, v.status, "[red]problems[/red]" if d.id in bad else "[green]ok[/green]")
+        result = ("[red]problems[/red]" if d.id in bad else
+                  "[yellow]refused on purpose[/yellow]" if d.spec.refused_on_purpose else "[green]ok[/green]")
+        table.add_row(d.id, v.status, result)
+    for i in broken:
+        table.add_row(i, "-", "[red]declaration errors[/red]")
     console.print(table)
+    failing = [p for p in problems if not p.intended]
     for p in problems:
-        console.print(f"[red]✗[/red] {p.file}: [bold]{p.rule}[/bold]: {p.message}\n    fix: {p.fix}")
-    if problems and not all_:
+        if p.intended:
+            console.print(f"[yellow]○[/yellow] {p.file}: [bold]{p.rule}[/bold] (refused on purpose: the declaration's "
+                          f"refused_on_purpose says why): {p.message}\n    fix: {p.fix}")
+        else:
+            console.print(f"[red]✗[/red] {p.file}: [bold]{p.rule}[/bold]: {p.message}\n    fix: {p.fix}")
+    if failing and not all_:
         raise typer.Exit(1)
-    if not problems:
-        console.print(f"[green]all {len(decls)} declaration(s) pass[/green]")
+    if not failing:
+        intended = {p.dataset for p in problems if p.intended}
+        console.print(f"[green]all {len(decls) - len(intended)} declaration(s) pass[/green]"
+                      + (f"; {len(intended)} refused on purpose, as marked" if intended else ""))
+
+
+def _broken(cfg, catalog, ids: list[str]) -> dict:
+    """The asked-for datasets whose declaration exists but does not load: id -> its problems."""
+    from pubdata.declarations.loader import relative
+    from pubdata.ids import DatasetId
+
+    out = {}
+    for i in ids:
+        if i in catalog.declarations:
+            continue
+        try:
+            path = relative(DatasetId.parse(i).metadata_path(cfg.project), cfg.project)
+        except ValueError:
+            continue
+        found = [e for e in catalog.problems if Path(e.path) == path]
+        if found:
+            out[i] = found
+    return out
 
 
 @app.command()
 def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).")],
         ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all declared datasets when omitted.")] = None):
     """Run datasets' DAGs through Airflow for one date, then print a summary."""
-    from pubdata.orchestration import runner
+    from pubdata.orchestration import runner, tasks
 
     day = _parse_day(date, "--date")
     cfg, catalog, decls = _select(ids)
@@ -105,12 +142,18 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         err.print(f"[yellow]skipped:[/yellow] {e}")
     runnable: list[tuple[Declaration, Verdict]] = []
     refused: list[tuple[Declaration, Verdict]] = []
+    too_early: list[tuple[Declaration, str]] = []
     for d in decls:
         v = verdict(d.spec)
+        if v.allows_publish and d.spec.incremental and day < d.spec.start_date:
+            too_early.append((d, tasks.before_start_date(d, day)))
+            err.print(f"[red]{d.id}: not run[/red]: {too_early[-1][1]}")
+            continue
         (runnable if v.allows_publish else refused).append((d, v))
-    console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
-    runner.ensure_airflow_db(cfg)
-    runner.prime_gate(cfg, [d for d, _ in runnable])
+    if runnable:
+        console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
+        runner.ensure_airflow_db(cfg)
+        runner.prime_gate(cfg, [d for d, _ in runnable])
     outcomes = []
     for d, _ in runnable:
         with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:
@@ -127,8 +170,8 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         catalog_ok = cat.returncode == 0
         mark = "[green]rebuilt[/green]" if catalog_ok else "[red]FAILED[/red]"
         console.print(f"catalog: {mark} in {cat.seconds}s (log: {_rel(cat.log)})")
-    _summary(cfg, outcomes, refused, day)
-    if any(not o.ok for _, o in outcomes) or not catalog_ok:
+    _summary(cfg, outcomes, refused, day, too_early=too_early)
+    if any(not o.ok for _, o in outcomes) or not catalog_ok or too_early:
         raise typer.Exit(1)
 
 
@@ -154,7 +197,7 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None) -> None:
+def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None, too_early=()) -> None:
     """The table `pubdata run` ends with; workers (dataset -> which worker ran each task), when known."""
     table = Table(title=f"pubdata run — {day}")
     columns = ["dataset", "rows", "validation", "files", "review", "where to look"] + (["workers"] if workers else [])
@@ -182,7 +225,11 @@ def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None)
         cells = [d.id, f"{rows}", outcome, str(files), str(d.spec.review.bugs[0]), where]
         table.add_row(*cells, *([workers.get(d.id, "-")] if workers else []))
     for d, v in refused:
-        cells = [d.id, "-", f"not run: {v.status}", "0", str(d.spec.review.bugs[0]), "; ".join(v.reasons)]
+        status = f"not run: {v.status}" + (" (on purpose)" if d.spec.refused_on_purpose else "")
+        cells = [d.id, "-", status, "0", str(d.spec.review.bugs[0]), "; ".join(v.reasons)]
+        table.add_row(*cells, *(["-"] if workers else []))
+    for d, reason in too_early:
+        cells = [d.id, "-", "not run: before start_date", "0", str(d.spec.review.bugs[0]), reason]
         table.add_row(*cells, *(["-"] if workers else []))
     console.print(table)
     console.print(f"Public bucket: {cfg.bucket_url}  (served as {cfg.public_base_url}; index all-datasets.json, "
@@ -445,17 +492,17 @@ def new(dataset_id: Annotated[str, typer.Argument(help="<dataset>.<table>[_v<N>]
         owner: Annotated[str, typer.Option(help="E-mail of the owning team; the DAG's owner and on-call alerts.")],
         bug: Annotated[str, typer.Option(help="URL of the review bug, where the data steward reviews the dataset.")],
         data_review: Annotated[str | None, typer.Option(help="URL of the data-collection review of the source fields; without one the dataset needs a steward's sign-off.")] = None,
-        start_date: Annotated[str | None, typer.Option(help="First day the DAG publishes (YYYY-MM-DD); today when omitted.")] = None,
+        start_date: Annotated[str | None, typer.Option(help="First day the DAG publishes (YYYY-MM-DD); when omitted, the last day the local warehouse has data for (today when it has none).")] = None,
         friendly_name: Annotated[str | None, typer.Option(help="Title shown to the public; derived from the table name when omitted.")] = None):
     """Scaffold a dataset that runs as it is: declaration (every policy field commented), query, expectations, SQL test case."""
     from pubdata.declarations import scaffold
 
     cfg = settings()
+    first_day = _parse_day(start_date, "--start-date") if start_date else _local_data_day(cfg)
     try:
         dataset_id = scaffold.parse_id(dataset_id)
         made = scaffold.scaffold(cfg.project, dataset_id, owner=owner, bug=bug, data_review=data_review,
-                                 start_date=_parse_day(start_date, "--start-date") if start_date else None,
-                                 friendly_name=friendly_name)
+                                 start_date=first_day, friendly_name=friendly_name)
     except scaffold.ScaffoldError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -472,9 +519,30 @@ def new(dataset_id: Annotated[str, typer.Argument(help="<dataset>.<table>[_v<N>]
     for step in (f"pubdata check {dataset_id}", f"python -m pytest tests/sql/test_cases.py -k {stem}",
                  f"pubdata run {dataset_id} --date YYYY-MM-DD", f"pubdata review {dataset_id}"):
         console.print(f"  {step}", highlight=False)
+    if not start_date and cfg.warehouse_url.startswith("duckdb://"):
+        if first_day is not None:
+            console.print(f"start_date: {first_day}, the last day of {scaffold.SOURCE_TABLE} in the local warehouse "
+                          f"(publish it with `pubdata run {dataset_id} --date {first_day}`)", highlight=False)
+        else:
+            console.print(f"[yellow]The warehouse ({cfg.warehouse_url}) has no local data of {scaffold.SOURCE_TABLE}: "
+                          f"start_date is today. Run `pubdata synth` for local data, or give --start-date.[/yellow]")
     if not data_review:
         console.print("[yellow]No --data-review: review question 4 is answered yes, so `pubdata check` will ask for a steward's "
                       "sign-off until review.data_reviews lists the data-collection reviews.[/yellow]")
+
+
+def _local_data_day(cfg) -> dt.date | None:
+    """The last day the configured warehouse has local rows of the scaffold's source table."""
+    from pubdata.declarations import scaffold
+    from pubdata.errors import PubdataError
+    from pubdata.warehouses import open_warehouse
+
+    if not cfg.warehouse_url.startswith("duckdb://"):
+        return None  # production data: no local copy to look at, and no reason to scan it
+    try:
+        return open_warehouse(cfg.warehouse_url, home=cfg.home).latest_source_day(scaffold.SOURCE_TABLE)
+    except (PubdataError, OSError):
+        return None
 
 
 @app.command("catalog")

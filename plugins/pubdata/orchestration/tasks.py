@@ -17,7 +17,7 @@ from typing import Any
 
 from pubdata.config import Settings, settings
 from pubdata.declarations import Declaration, load
-from pubdata.errors import NotValidated, PolicyRefused, ValidationError, ValidationFailed
+from pubdata.errors import NotValidated, PolicyRefused, UsageError, ValidationError, ValidationFailed
 from pubdata.orchestration import alerts, quarantine
 from pubdata.orchestration.records import CheckSummary, ExportResult, PublishResult, RunRecords, ValidationSummary
 from pubdata.policy.verdict import verdict
@@ -47,6 +47,17 @@ def check_policy(decl: Declaration) -> None:
     v = verdict(decl.spec)
     if not v.allows_publish:
         raise PolicyRefused(f"{decl.id}: policy verdict is {v.status}: {'; '.join(v.reasons)}. Fix: {v.fix}")
+
+
+def check_start_date(decl: Declaration, day: dt.date | None) -> None:
+    """A day before the declaration's start_date is not one the dataset publishes."""
+    if day is not None and decl.spec.incremental and day < decl.spec.start_date:
+        raise UsageError(before_start_date(decl, day))
+
+
+def before_start_date(decl: Declaration, day: dt.date) -> str:
+    return (f"{day} is before the dataset's start_date {decl.spec.start_date} ({decl.metadata_path.name}): run a day "
+            "from start_date on, or move start_date back if the data really begins earlier")
 
 
 def check_query_statically(decl: Declaration) -> None:
@@ -102,6 +113,7 @@ def stage(dataset_id: str, partition: dt.date | None, run_id: str = "manual", cf
     cfg = cfg or settings()
     decl = load(dataset_id, cfg.project)
     check_policy(decl)
+    check_start_date(decl, partition)
     check_query_statically(decl)
     stage_plan = plan(decl.query, decl.spec)
     part = partition if decl.spec.incremental else None
