@@ -161,6 +161,7 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
                                  on_task=_task_progress(d.id, status))
         mark = "[green]published[/green]" if out.ok else "[red]FAILED[/red]"
         console.print(f"{d.id}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
+        _print_causes(out)
         outcomes.append((d, out))
     catalog_ok = True
     if any(o.ok for _, o in outcomes):
@@ -171,8 +172,26 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         mark = "[green]rebuilt[/green]" if catalog_ok else "[red]FAILED[/red]"
         console.print(f"catalog: {mark} in {cat.seconds}s (log: {_rel(cat.log)})")
     _summary(cfg, outcomes, refused, day, too_early=too_early)
-    if any(not o.ok for _, o in outcomes) or not catalog_ok or too_early:
+    failed = [d.id for d, o in outcomes if not o.ok]
+    counts = [f"{len(outcomes) - len(failed)} published", f"{len(failed)} failed"]
+    counts += [f"{len(refused)} refused by the policy"] if refused else []
+    counts += [f"{len(too_early)} before start_date"] if too_early else []
+    console.print(", ".join(counts) + (f": {', '.join(failed)}" if failed else "")
+                  + ("" if catalog_ok else "; the catalog rebuild failed"))
+    if failed or not catalog_ok or too_early:
         raise typer.Exit(1)
+
+
+def _print_causes(out) -> None:
+    """One line per failed task, the error in its own words, and whether data or infrastructure failed."""
+    rec = out.record
+    for t in out.failed_tasks:
+        kind = rec.failure.kind if rec is not None and rec.failure is not None and rec.failure.task == t.task_id else t.kind
+        console.print(f"  [red]✗ {t.task_id}[/red] ({kind} error): {t.error or 'no error was logged; see the log'}",
+                      highlight=False, markup=True, soft_wrap=True)
+    if not out.failed_tasks and not out.ok:
+        for cause in out.causes:
+            console.print(f"  [red]✗[/red] {cause}", highlight=False, soft_wrap=True)
 
 
 def _task_progress(dataset_id: str, status):
@@ -209,7 +228,7 @@ def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None,
         validation = rec.validation if rec is not None else None
         outcome = validation.outcome if validation is not None else "not run"
         if validation is not None and outcome == "failed":
-            outcome = "failed: " + "; ".join(f.description for f in validation.failures)
+            outcome = "failed: " + "; ".join(f"{f.description} ({_observed(f)})" for f in validation.failures)
         elif validation is not None and outcome == "error":
             outcome = "error: " + "; ".join(str(f.error)[:80] for f in validation.errors)
         files = len(rec.published.files) if rec is not None and rec.published is not None else 0
@@ -221,7 +240,8 @@ def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None,
             where = f"log {_rel(out.log)}" + (" · staged table kept as quarantine" if quarantined else "")
         rows = rec.rows if rec is not None and rec.rows is not None else "-"
         if rec is not None and rec.failure is not None and outcome == "not run":
-            outcome = f"{rec.failure.kind} error in {rec.failure.task or 'a task'}"
+            outcome = f"{rec.failure.kind} error in {rec.failure.task or 'a task'}" + (
+                f": {rec.failure.error}" if rec.failure.error else "")
         cells = [d.id, f"{rows}", outcome, str(files), str(d.spec.review.bugs[0]), where]
         table.add_row(*cells, *([workers.get(d.id, "-")] if workers else []))
     for d, v in refused:
@@ -301,19 +321,22 @@ def backfill(dataset_id: Annotated[str, typer.Argument(help="An incremental data
             state = out.record.state if out.record is not None else "not started"
             mark = "[green]published[/green]" if out.ok else f"[red]FAILED[/red] ({state})"
             progress.console.print(f"{out.date}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
+            if not out.ok:
+                _print_causes(out)
             progress.advance(bar)
 
         outcomes = backfilling.run(cfg, decl, plan.to_run, on_start=on_start, on_done=on_done, on_task=on_task)
     done = sum(1 for o in outcomes if o.ok)
-    console.print(f"{decl.id}: {done} published, {len(plan.skipped)} skipped, "
-                  f"{len(plan.to_run) - len(outcomes)} not run")
     failed = [o for o in outcomes if not o.ok]
+    console.print(f"{decl.id}: {done} published, {len(failed)} failed, {len(plan.skipped)} skipped, "
+                  f"{len(plan.to_run) - len(outcomes)} not run")
     if failed:
         out = failed[0]
         validation = out.record.validation if out.record is not None else None
         failures = "; ".join(f.description for f in validation.failures) if validation else ""
-        err.print(f"[red]{out.date} failed[/red]{': ' + failures if failures else ''} (log: {_rel(out.log)}). "
-                  f"Fix it, then run the same command again: it resumes from {out.date}.")
+        cause = failures or "; ".join(out.causes)
+        err.print(f"[red]{out.date} failed[/red]{': ' + cause if cause else ''} (log: {_rel(out.log)}). "
+                  f"Fix it, then run the same command again: it resumes from {out.date}.", highlight=False)
         raise typer.Exit(1)
 
 
@@ -369,59 +392,117 @@ def schema(check_only: Annotated[bool, typer.Option("--check", help="Exit 1 if t
     console.print(f"wrote {name}")
 
 
-def _status_row(d, rec) -> dict:
-    """What `pubdata status` shows of a dataset's latest run (rec: a RunRecord, or None)."""
+STALLED_AFTER = dt.timedelta(minutes=5)
+"""A run between tasks whose last process is gone is waiting for its next task this long at most
+(the scheduler starts it within seconds); after that, nothing is running it."""
+
+
+def _status_row(d, rec, judged: Verdict | None = None) -> dict:
+    """What `pubdata status` shows of one run (rec: a RunRecord, or None when the dataset never ran).
+
+    The outcome is what is true now: a run is `running` only while a process runs it (asked of the
+    process on this host; one on another host is reported as running there), a run whose process is
+    gone without recording an outcome is `interrupted`, and a dataset the policy refuses is `refused`.
+    """
+    from pubdata.orchestration.records import process_alive
+
+    row = {"dataset": d.id, "partition": None, "outcome": "never run", "state": "never run", "when": None,
+           "run_id": None, "rows": None, "task": None, "cause": None, "failing": [], "report": None, "alert": None,
+           "error_kind": None, "log": None}
     if rec is None:
-        return {"dataset": d.id, "partition": None, "outcome": "never run", "state": "never run", "when": None,
-                "run_id": None, "rows": None, "failing": [], "report": None, "alert": None, "error_kind": None,
-                "log": None}
+        if judged is not None and not judged.allows_publish:
+            row.update(outcome="refused on purpose" if d.spec.refused_on_purpose else f"refused ({judged.status})",
+                       state="refused", cause="; ".join(judged.reasons), error_kind="data")
+        return row
     state = rec.state
-    outcome = {"published": "published", "quarantined": "failed validation", "validation_error": "error"}.get(state, state)
     failure = rec.failure if state != "published" else None
-    if failure is not None and state != "quarantined":
-        outcome = f"{failure.kind} error in {failure.task or 'a task'}" + (f": {failure.error}" if failure.error else "")
+    kind = failure.kind if failure is not None else None
+    cause = failure.error if failure is not None else None
+    task = failure.task if failure is not None else (rec.worker.task if rec.worker is not None else None)
     q = rec.quarantine
-    if state == "quarantined" and q is not None:
-        outcome += f" (quarantine purged {q.purged_at[:10]})" if q.purged_at else f" (quarantined until {q.expires[:10]})"
+    if state == "published":
+        outcome = "published"
+    elif state == "quarantined":
+        outcome, kind = "failed validation", "data"
+        if q is not None:
+            outcome += f" (quarantine purged {q.purged_at[:10]})" if q.purged_at else f" (quarantined until {q.expires[:10]})"
+    elif state == "failed":
+        outcome = f"failed in {task or 'a task'}"
+    else:  # still going, or it ended without saying how
+        alive = process_alive(rec.worker)
+        recent = rec.updated_at is not None and (
+            dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(rec.updated_at) < STALLED_AFTER)
+        where = f" on {rec.worker.host}" if rec.worker is not None and alive is None else ""
+        if alive or alive is None and rec.worker is not None:
+            outcome = f"running {task or state}{where}"
+        elif state != "running" and recent:
+            outcome = f"running: {state}, waiting for the next task"
+        else:
+            outcome, kind = f"interrupted in {task or state}", "infrastructure"
+            cause = cause or ("its process is gone and recorded no outcome (killed, or its worker lost); "
+                              "see the log, and run it again")
     failing: list[str] = []
     if rec.validation is not None:
         v = rec.validation
         if v.warnings and state == "published":
             outcome += f" with {len(v.warnings)} warning(s)"
-        failing = [f"{f.description}: observed {f.observed}" for f in v.failures]
-        failing += [f"error: {f.description}: {f.error}" for f in v.errors]
-        failing += [f"warning: {f.description}" for f in v.warnings]
-    kind = failure.kind if failure is not None else ("data" if state == "quarantined" else
-                                                     "infrastructure" if state == "validation_error" else None)
-    return {"dataset": d.id, "partition": rec.partition, "outcome": outcome, "state": state,
-            "when": rec.finished_at or rec.updated_at, "run_id": rec.run_id,
-            "rows": rec.rows, "failing": failing, "report": rec.report,
-            "alert": (rec.alert or {}).get("webhook"), "error_kind": kind,
-            "log": failure.log_url if failure is not None else None}
+        failing = [f"{f.description}: {_observed(f)}" for f in v.failures]
+        failing += [f"could not be evaluated: {f.description}: {f.error}" for f in v.errors]
+        failing += [f"warning: {f.description}: {_observed(f)}" for f in v.warnings]
+    return {**row, "partition": rec.partition, "outcome": outcome, "state": state,
+            "when": rec.finished_at or rec.updated_at, "run_id": rec.run_id, "rows": rec.rows, "task": task,
+            "cause": cause, "failing": failing, "report": rec.report, "alert": (rec.alert or {}).get("webhook"),
+            "error_kind": kind, "log": failure.log_url if failure is not None else None}
+
+
+def _observed(check) -> str:
+    """What a failing check found, in words when known, with its failing cells."""
+    found = check.finding or (f"observed {check.observed}" if check.observed is not None else "see the report")
+    return found + (f"; failing cells: {check.cells}" if check.cells else "")
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
-    """The latest run of each dataset: outcome, when, rows, failing expectations, report."""
+def status(dataset_id: Annotated[str | None, typer.Argument(help="One dataset; all when omitted.")] = None,
+           history: Annotated[bool, typer.Option("--history", help="Every run of the dataset kept in the run-state store, newest first.")] = False,
+           as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
+    """Each dataset's latest run, and every day whose latest run did not publish: outcome, data or
+    infrastructure error and its cause, failing expectations, report and log. --history: every run of one dataset."""
     import json
 
     from pubdata.orchestration.records import RunRecords
 
-    cfg, catalog, decls = _select(None)
+    if history and not dataset_id:
+        err.print("[red]--history lists the runs of one dataset: pubdata status DATASET --history[/red]")
+        raise typer.Exit(2)
+    cfg, catalog, decls = _select([dataset_id] if dataset_id else None)
     records = RunRecords.open(cfg)  # the run-state store every worker writes to
-    rows = [_status_row(d, records.latest(d.id)) for d in decls]
+    rows = []
+    for d in decls:
+        judged = verdict(d.spec)
+        if history:
+            rows += [_status_row(d, r, judged) for r in records.history(d.id)] or [_status_row(d, None, judged)]
+            continue
+        latest = records.latest(d.id)
+        rows.append(_status_row(d, latest, judged))
+        # a day whose latest run failed stays listed until a run of that day publishes
+        rows += [_status_row(d, r, judged) for r in reversed(records.all(d.id))
+                 if r.state != "published" and (latest is None or r.partition != latest.partition)]
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    table = Table(title=f"pubdata status (run state: {cfg.state_url})")
-    for col in ("dataset", "partition", "outcome", "when", "rows", "failing expectations", "report / log"):
-        table.add_column(col, overflow="fold")
+    scope = f" {dataset_id} --history" if history and dataset_id else ""
+    title = f"pubdata status{scope} (run state: {cfg.state_url})"
+    table = Table(title=title)
+    columns = ["dataset", "partition", "outcome", "kind", "cause / failing expectations", "when", "rows"]
+    for col in columns + (["run"] if history else []) + ["report / log"]:
+        table.add_column(col, overflow="fold", ratio=3 if col.startswith("cause") else None)
     for r in rows:
         links = [_link(r["report"])] if r["report"] else []
         links += [f"[link={r['log']}]{r['log']}[/link]"] if r["log"] else []
-        table.add_row(r["dataset"], r["partition"] or "-", r["outcome"], r["when"] or "-",
-                      "-" if r["rows"] is None else f"{r['rows']:,}", "\n".join(r["failing"]) or "-",
-                      "\n".join(links) or "-")
+        why = ([r["cause"]] if r["cause"] else []) + r["failing"]
+        cells = [r["dataset"], r["partition"] or "-", r["outcome"], r["error_kind"] or "-", "\n".join(why) or "-",
+                 (r["when"] or "-")[:19], "-" if r["rows"] is None else f"{r['rows']:,}"]
+        table.add_row(*cells, *([r["run_id"] or "-"] if history else []), "\n".join(links) or "-")
     console.print(table)
 
 
