@@ -385,6 +385,8 @@ def test_failed_validation_is_quarantined_then_purged_after_retention(decl, stag
 
 def test_stage_purges_this_datasets_expired_quarantine(decl, stage_sql, monkeypatch):
     cfg = settings()
+    meta = decl.metadata_path  # the day staged below is the day before the example's start_date
+    meta.write_text(meta.read_text().replace("start_date: 2026-11-01", "start_date: 2026-10-01"))
     wh, staged = stage_sql(GOOD_ROWS)  # plays a quarantined partition of 2026-11-01
     _stage_record(cfg, wh, staged, "2026-11-01")
     records.RunRecords.open(cfg).update(EXAMPLE, "2026-11-01", state="quarantined")

@@ -265,7 +265,7 @@ class TaskLogFollower:
             # the message's next lines (DuckDB's "Candidate bindings: ..." names the column meant)
             task, left = self._more
             text, kind = self._error[task]
-            self._error[task] = (own_words("", f"{text} {line.strip()}"), kind)
+            self._error[task] = (own_words("", f"{text} {' '.join(line.split())}"), kind)
             self._more = (task, left - 1) if left > 1 else None
             return None
         self._more = None
