@@ -37,6 +37,7 @@ class Problem:
     rule: str
     message: str
     fix: str
+    intended: bool = False  # the policy's refusal of a declaration marked refused_on_purpose: not a failure
 
     def __str__(self) -> str:
         return f"{self.file}: {self.rule}: {self.message} Fix: {self.fix}"
@@ -47,10 +48,18 @@ def _rel(path: Path, project: Path) -> str:
 
 
 def policy_problems(decl: Declaration, project: Path) -> list[Problem]:
+    """The verdict's refusal; for a declaration marked `refused_on_purpose`, the refusal is intended
+    (reported, not failed) and its absence is the problem: the mark would hide a publishable dataset."""
     v = verdict(decl.spec)
+    where = _rel(decl.metadata_path, project)
+    on_purpose = decl.spec.refused_on_purpose
     if v.allows_publish:
+        if on_purpose:
+            return [Problem(decl.id, where, "policy: not refused", f"refused_on_purpose is set ({clip(on_purpose, 80)}) "
+                            f"but the policy verdict is {v.status}: it would publish",
+                            "remove refused_on_purpose, or the declaration if it was only an example")]
         return []
-    return [Problem(decl.id, _rel(decl.metadata_path, project), f"policy: {v.status}", "; ".join(v.reasons), v.fix or "")]
+    return [Problem(decl.id, where, f"policy: {v.status}", "; ".join(v.reasons), v.fix or "", intended=bool(on_purpose))]
 
 
 def static_problems(decl: Declaration, project: Path) -> list[Problem]:
@@ -65,8 +74,14 @@ def static_problems(decl: Declaration, project: Path) -> list[Problem]:
         try:
             expectations_file.load(decl.expectations_path, decl)
         except ExpectationsFileError as exc:
-            problems.append(Problem(decl.id, _rel(decl.expectations_path, project), "expectations", str(exc),
-                                    "use a Great Expectations 1.x expectation name with its arguments, or `sql:`"))
+            where, text = _rel(decl.expectations_path, project), str(exc)
+            prefix = f"{decl.expectations_path}:"
+            if text.startswith(prefix):  # the message names file:line[:column]; keep the project-relative form
+                position, _, text = text[len(prefix):].partition(": ")
+                where = f"{where}:{position}"
+            problems.append(Problem(decl.id, where, "expectations", text,
+                                    "name declared columns, and a Great Expectations 1.x expectation with its arguments "
+                                    "or one SELECT over {batch} under `sql:`"))
     return problems
 
 
@@ -80,7 +95,7 @@ def check_all(project: Path, loaded: DeclarationSet, decls: list[Declaration], *
     problems: list[Problem] = []
     if include_load_errors:
         for e in loaded.problems:
-            problems.append(Problem(str(e.path), str(e.path), f"declaration: {e.field or 'file'}", e.message,
+            problems.append(Problem(str(e.path), e.where, f"declaration: {e.field or 'file'}", e.message,
                                     "fix the file; see schema/declaration.schema.json"))
     for d in decls:
         try:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pubdata.cli import app
 from pubdata.config import settings
-from pubdata.errors import PolicyRefused
+from pubdata.errors import PolicyRefused, UsageError
 from pubdata.orchestration import records, tasks
 from tests.support.derive import CLIENT_SHARDS_SQL, DS, client_shards, derive, without_steward
 from tests.support.project import REPO, pubdata_cli
@@ -51,26 +51,79 @@ def level_3_with_category_3(dimension: str):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_repo_check_fails_on_exactly_the_refused_example():
-    """What `make check` sees on this repository, run as a user would: the refused example is the
-    only problem, reported with its file, rule and fix, and the exit status is 1."""
+def test_repo_check_passes_and_shows_the_intended_refusal():
+    """What `make check` (a CI gate) sees on this repository, run as a user would: it passes, and
+    the example refused on purpose is still reported with its rule and fix, marked as intended."""
     proc = pubdata_cli("check", env={"PUBDATA_PROJECT": str(REPO)})
     out = flat(proc.stdout)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    problems = [line for line in proc.stdout.splitlines() if line.startswith("✗")]
-    assert len(problems) == 1, proc.stdout
-    assert problems[0].startswith("✗ metadata/telemetry_public/city_active_hours_v1.yaml: policy: refused:")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not [line for line in proc.stdout.splitlines() if line.startswith("✗")], proc.stdout
+    intended = [line for line in proc.stdout.splitlines() if line.startswith("○")]
+    assert len(intended) == 1, proc.stdout
+    assert intended[0].startswith("○ metadata/telemetry_public/city_active_hours_v1.yaml: policy: refused (refused on purpose")
     assert "dimension city (category 4) may be published only at aggregation levels 1 and 2" in out
     assert "fix: raise the aggregation to level 2 with a minimum bucket" in out
+    assert f"{REFUSED_EXAMPLE} refused refused on purpose" in out
     assert f"{SEARCHES} signed_off ok" in out
+    assert "all 6 declaration(s) pass; 1 refused on purpose, as marked" in out
+
+
+def test_an_unmarked_refusal_still_fails_check(project):
+    """The mark is per declaration: the same refusal without it is a failure, as before."""
+    meta = project / f"metadata/{DS}/city_active_hours_v1.yaml"
+    meta.write_text("\n".join(line for line in meta.read_text().splitlines() if not line.startswith("refused_on_purpose")) + "\n")
+    code, out = check()
+    assert code == 1, out
+    assert f"✗ metadata/{DS}/city_active_hours_v1.yaml: policy: refused:" in out
+
+
+def test_a_mark_on_a_publishable_declaration_fails_check(project):
+    """refused_on_purpose cannot hide a dataset: once the policy would publish it, check fails."""
+    meta = project / f"metadata/{DS}/page_loads_by_country_v1.yaml"
+    meta.write_text(meta.read_text() + "refused_on_purpose: kept as an example\n")
+    code, out = check(PAGE_LOADS)
+    assert code == 1, out
+    assert f"✗ metadata/{DS}/page_loads_by_country_v1.yaml: policy: not refused: refused_on_purpose is set" in out
+    assert "fix: remove refused_on_purpose" in out
+
+
+def test_check_of_a_broken_declaration_by_id_reports_its_errors(project):
+    """`pubdata check ID` on a file that does not load: its errors, with file:line:column, not "unknown dataset"."""
+    meta = project / f"metadata/{DS}/page_loads_by_country_v1.yaml"
+    text = meta.read_text().replace("owners:", "ownres:", 1)
+    meta.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("ownres:"))
+    proc = pubdata_cli("check", PAGE_LOADS)
+    out = flat(proc.stdout + proc.stderr)
+    assert proc.returncode == 1, out
+    assert "unknown dataset" not in out
+    assert f"{PAGE_LOADS} - declaration errors" in out
+    assert f"✗ metadata/{DS}/page_loads_by_country_v1.yaml:{line}:1: declaration: ownres: unknown key; did you mean owners?" in out
+    assert "declaration: owners: required key is missing" in out
+    # an id with no declaration at all is still unknown
+    proc = pubdata_cli("check", f"{DS}.no_such_table_v1")
+    assert proc.returncode == 2 and "unknown dataset" in proc.stderr
+
+
+def test_run_before_start_date_is_refused_with_the_reason(project):
+    """No Airflow involved: the day is refused before anything runs, and the exit status says so."""
+    proc = pubdata_cli("run", PAGE_LOADS, "--date", "2026-10-01")
+    out = flat(proc.stdout + proc.stderr)
+    assert proc.returncode == 1, out
+    assert (f"{PAGE_LOADS}: not run: 2026-10-01 is before the dataset's start_date 2026-11-01 "
+            "(page_loads_by_country_v1.yaml)") in out
+    assert "not run: before start_date" in out
+    assert "Preparing Airflow" not in out
+    with pytest.raises(UsageError, match="before the dataset's start_date"):
+        tasks.stage(PAGE_LOADS, dt.date(2026, 10, 1))
 
 
 def test_check_all_reports_the_refusal_without_failing(project):
     """`make demo` runs `pubdata check --all`: the refusal is shown, the demo goes on."""
     code, out = check("--all")
     assert code == 0, out
-    assert f"{REFUSED_EXAMPLE} refused problems" in out
-    assert "metadata/telemetry_public/city_active_hours_v1.yaml: policy: refused:" in out
+    assert f"{REFUSED_EXAMPLE} refused refused on purpose" in out
+    assert "metadata/telemetry_public/city_active_hours_v1.yaml: policy: refused (refused on purpose" in out
 
 
 def test_refused_by_the_safety_matrix(project):

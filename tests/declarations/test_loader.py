@@ -54,11 +54,11 @@ def _broken(project: Path, name: str, yaml_text: str, sql: str | None = "SELECT 
     "mutate, field, words",
     [
         (lambda y: y + "colour: blue\n", "colour", "unknown key"),
-        (lambda y: y.replace("aggregation_level: 2", "aggregation_level: two"), "policy.aggregation_level", "integer"),
-        (lambda y: y.replace("aggregation_level: 2", "aggregation_level: 9"), "policy.aggregation_level", "less than or equal to 7"),
-        (lambda y: y.replace("category: 1, kind: geo_country", "category: 5, kind: geo_country"), "policy.dimensions[1].category", "less than or equal to 4"),
-        (lambda y: y.replace("owners: [data-eng@example.org]", "owners: [not-an-email]"), "owners[0]", "pattern"),
-        (lambda y: y.replace('bugs: ["https://bugzilla.mozilla.org/show_bug.cgi?id=1414839"]', "bugs: []"), "review.bugs", "at least 1"),
+        (lambda y: y.replace("aggregation_level: 2", "aggregation_level: two"), "policy.aggregation_level", "must be a whole number (got 'two')"),
+        (lambda y: y.replace("aggregation_level: 2", "aggregation_level: 9"), "policy.aggregation_level", "must be at most 7"),
+        (lambda y: y.replace("category: 1, kind: geo_country", "category: 5, kind: geo_country"), "policy.dimensions[1].category", "must be at most 4 (got 5)"),
+        (lambda y: y.replace("owners: [data-eng@example.org]", "owners: [not-an-email]"), "owners[0]", "must be an e-mail address (name@example.org) (got 'not-an-email')"),
+        (lambda y: y.replace('bugs: ["https://bugzilla.mozilla.org/show_bug.cgi?id=1414839"]', "bugs: []"), "review.bugs", "needs at least 1 item(s)"),
         (lambda y: y.replace("friendly_name: Page loads by country, OS, locale and channel\n", ""), "friendly_name", "required key is missing"),
         (lambda y: y.replace("bucket_column: client_count", "bucket_column: clients"), "policy", "bucket_column 'clients' is not one of the declared metrics"),
         (lambda y: y.replace("partition_field: submission_date", "partition_field: day"), "", "partition_field 'day' must be a declared dimension"),
@@ -78,7 +78,50 @@ def test_malformed_yaml_names_line(project):
     with pytest.raises(DeclarationInvalid) as exc:
         load_declaration(path, project)
     err = exc.value.problems[0]
-    assert err.field.startswith("line ") and "not valid YAML" in err.message
+    assert err.line is not None and "not valid YAML" in err.message
+
+
+def _problems(project: Path, text: str) -> list:
+    path = _broken(project, "bad_v1", text)
+    with pytest.raises(DeclarationInvalid) as exc:
+        load_declaration(path, project)
+    return exc.value.problems
+
+
+def test_a_key_without_its_colon_is_reported_on_its_own_line(project):
+    """PyYAML gives up on the line after a key that lost its colon; the error names the key's line."""
+    lines = _example_yaml(project).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("schedule:"))
+    lines[at] = "schedule \"0 5 * * *\""
+    [err] = _problems(project, "\n".join(lines) + "\n")
+    assert "not valid YAML" in err.message and "could not find expected ':'" in err.message
+    assert (err.line, err.column) == (at + 1, 1)
+    assert str(err).startswith(f"metadata/broken/bad_v1.yaml:{at + 1}:1: ")
+
+
+def test_a_misspelt_key_names_line_column_and_the_key_it_meant(project):
+    text = _example_yaml(project).replace("owners:", "ownres:", 1)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("ownres:"))
+    problems = {p.field: p for p in _problems(project, text)}
+    assert (problems["ownres"].line, problems["ownres"].column) == (line, 1)
+    assert "did you mean owners?" in problems["ownres"].message
+    assert str(problems["ownres"]).startswith(f"metadata/broken/bad_v1.yaml:{line}:1: ownres: unknown key")
+    # nested too, and a name far from any key lists the keys allowed there instead
+    text = _example_yaml(project).replace("min_bucket_size:", "min_bucket_sise:").replace("  bucket_column:", "  colour: x\n  bucket_column:")
+    problems = {p.field: p for p in _problems(project, text)}
+    assert "did you mean min_bucket_size?" in problems["policy.min_bucket_sise"].message
+    assert problems["policy.min_bucket_sise"].column == 3
+    assert "allowed here: aggregation_level, privacy_unit" in problems["policy.colour"].message
+
+
+def test_a_wrong_value_is_named_where_it_is_in_words(project):
+    text = _example_yaml(project).replace("aggregation_level: 2", "aggregation_level: two")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "aggregation_level: two" in t)
+    [err] = _problems(project, text)
+    assert (err.line, err.column) == (line, text.splitlines()[line - 1].index("two") + 1)
+    assert err.message == "must be a whole number (got 'two')"
+    for raw in ("Input should be", "pydantic", "type=", "[type"):
+        assert raw not in err.message
 
 
 def test_missing_query_is_named(project):

@@ -83,3 +83,30 @@ def test_bad_input_says_what_to_do(project, args, message):
     assert proc.returncode == 2
     assert message in " ".join(proc.stderr.split())
     assert not list(Path(project, "metadata").glob("*/active_hours*"))
+
+
+def test_new_starts_at_the_last_day_of_local_data(project):
+    """Without --start-date the dataset starts on a day the local warehouse has (the synthetic data
+    ends 2026-11-01), so the `pubdata run` it suggests publishes rows, not an empty day."""
+    args = [a for a in ARGS if a not in ("--start-date", "2026-11-01")]
+    proc = pubdata_cli("new", NEW, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "start_date: 2026-11-01, the last day of moz-fx-data-shared-prod.telemetry.clients_daily" in out
+    assert f"pubdata run {NEW} --date 2026-11-01" in out
+    spec = yaml.safe_load(scaffold.paths(project, NEW)["declaration"].read_text())
+    assert str(spec["start_date"]) == "2026-11-01"
+
+
+def test_new_says_when_there_is_no_local_data(project, tmp_path, monkeypatch):
+    import datetime as dt
+
+    monkeypatch.setenv("PUBDATA_WAREHOUSE", f"duckdb://{tmp_path / 'empty.duckdb'}")
+    args = [a for a in ARGS if a not in ("--start-date", "2026-11-01")]
+    proc = pubdata_cli("new", NEW, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "has no local data of moz-fx-data-shared-prod.telemetry.clients_daily: start_date is today" in out
+    assert "Run `pubdata synth`" in out
+    spec = yaml.safe_load(scaffold.paths(project, NEW)["declaration"].read_text())
+    assert str(spec["start_date"]) == dt.date.today().isoformat()

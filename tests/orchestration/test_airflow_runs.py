@@ -207,3 +207,46 @@ def test_miscounted_rows_fail_in_validate_and_bucket_is_untouched(env, published
     assert "[DAG TEST] end task task_id=validate" in log
     assert "task_id=export" not in log.split("[DAG TEST] end task task_id=validate")[1].split("DagRun Finished")[0] or \
         "[DAG TEST] running task <TaskInstance: publish_telemetry_public__page_loads_miscounted_v1.export" not in log
+
+
+def test_a_failed_stage_says_why_and_every_run_stays_in_airflow_and_status(env):
+    """A misspelt column, run twice as a user would: each run prints the task's error in its own
+    words and counts the failure; `pubdata status` says failed, data, with that cause; both runs
+    are in Airflow's history (distinct run ids: alert links keep pointing at runs that exist) and
+    in `status --history`."""
+    import sqlite3
+
+    proj = Path(env["PUBDATA_PROJECT"])
+    ds = "telemetry_public.page_loads_misspelt_v1"
+    sql = (proj / "sql/telemetry_public/page_loads_by_country_v1.sql").read_text()
+    assert "SUM(page_loads) AS page_loads" in sql
+    (proj / "sql/telemetry_public/page_loads_misspelt_v1.sql").write_text(
+        sql.replace("SUM(page_loads) AS page_loads", "SUM(page_lods) AS page_loads"))
+    meta = (proj / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
+    (proj / "metadata/telemetry_public/page_loads_misspelt_v1.yaml").write_text(meta)
+
+    for _ in range(2):
+        proc = pubdata_cli("run", ds, "--date", DATE, env=env)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1, out
+        assert ('✗ stage (data error): the reviewed query failed in DuckDB: Binder Error: Referenced column "page_lods" '
+                'not found in FROM clause! Candidate bindings: "page_loads"') in out
+        assert f"0 published, 1 failed: {ds}" in out
+
+    status = json.loads(pubdata_cli("status", ds, "--json", env=env).stdout)
+    assert [(r["outcome"], r["error_kind"]) for r in status] == [("failed in stage", "data")]
+    assert 'Referenced column "page_lods" not found' in status[0]["cause"]
+    assert "AirflowFailException" not in status[0]["cause"]
+    history = json.loads(pubdata_cli("status", ds, "--history", "--json", env=env).stdout)
+    run_ids = [r["run_id"] for r in history]
+    assert len(run_ids) == 2 and len(set(run_ids)) == 2, history
+    assert all(r["outcome"] == "failed in stage" and r["when"] for r in history)
+
+    db = sqlite3.connect(Path(env["PUBDATA_AIRFLOW_HOME"]) / "airflow.db")
+    try:
+        runs = db.execute("SELECT run_id, conf, state FROM dag_run WHERE dag_id = ?",
+                          ("publish_telemetry_public__page_loads_misspelt_v1",)).fetchall()
+    finally:
+        db.close()
+    assert sorted(r[0] for r in runs) == sorted(run_ids)  # the runs the records (and alerts) name exist
+    assert all(r[2] == "failed" and DATE in str(r[1]) for r in runs)

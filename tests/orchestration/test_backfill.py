@@ -83,6 +83,10 @@ def test_backfill_two_days_through_airflow_and_resume_after_a_failure(project):
     assert first.returncode == 1, out
     assert "2026-10-31: published" in out and "2026-11-01: FAILED (quarantined)" in out
     assert "2026-11-01 is held back" in out and "resumes from 2026-11-01" in out
+    # the failed task's cause in one line, in words, and the failure counted
+    assert "✗ validate (data error): telemetry_public.page_loads_by_country_v1 [2026-11-01]: validation failed" in out
+    assert "FAILED 2026-11-01 is held back: the expectation's query found" in out
+    assert f"{EXAMPLE}: 1 published, 1 failed, 0 skipped, 0 not run" in out
     assert list(json.loads(listing_path.read_text())) == ["2026-10-31"]
     published_at = records.RunRecords(LocalStore(home / "private" / "state")).get(EXAMPLE, "2026-10-31").finished_at
 

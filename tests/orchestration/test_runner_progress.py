@@ -82,3 +82,55 @@ def test_help_says_what_each_command_does(command, says):
     result = CliRunner().invoke(cli.app, [command, "--help"])
     assert result.exit_code == 0
     assert says in " ".join(result.output.split())
+
+
+# The stage of a run whose query names a column that does not exist, as `airflow dags test` logs it
+# (Airflow 3.3, DuckDB 1.x; the traceback's frames shortened): the original error, then the
+# exception Airflow wrapped it in.
+FAILED_STAGE = '''\
+2026-12-01T15:13:49.083922Z [error    ] Task failed with exception     [task] loc=task_runner.py:1639
+Traceback (most recent call last):
+  File "plugins/pubdata/warehouses/duckdb.py", line 301, in stage
+    raise QueryError(f"the reviewed query failed in DuckDB: {exc}") from None
+pubdata.errors.QueryError: the reviewed query failed in DuckDB: Binder Error: Referenced column "page_lods" not found in FROM clause!
+Candidate bindings: "page_loads", "ssl_page_loads", "sample_id", "active_hours", "ad_clicks"
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "airflow/sdk/execution_time/task_runner.py", line 1200, in run
+    raise AirflowFailException(str(exc)) from exc
+airflow.sdk.exceptions.AirflowFailException: the reviewed query failed in DuckDB: Binder Error: Referenced column "page_lods" not found in FROM clause!
+Candidate bindings: "page_loads", "ssl_page_loads", "sample_id", "active_hours", "ad_clicks"
+2026-12-01T15:13:49.087764Z [info     ] ::group::Post Execute          [task] loc=task_runner.py:1640
+'''.splitlines()
+
+
+def _failed_end(lines: list[str]):
+    follower = TaskLogFollower()
+    ended = [e for e in map(follower.feed, lines) if e is not None and e.ended]
+    return follower, ended
+
+
+def test_a_failed_task_carries_its_own_error_in_one_line():
+    """What `pubdata run` prints under a failed task: the original error's text (not the exception
+    Airflow wrapped it in), with the message's next line, and its family."""
+    lines = _lines("stage", "01a2322b-4cc4-75b5-80f4-a97cd8235d62", "failed")
+    follower, [end] = _failed_end(lines[:-1] + FAILED_STAGE + lines[-1:])
+    assert end.state == "failed" and end.kind == "data"
+    assert end.error == ('the reviewed query failed in DuckDB: Binder Error: Referenced column "page_lods" not found in '
+                         'FROM clause! Candidate bindings: "page_loads", "ssl_page_loads", "sample_id", "active_hours", '
+                         '"ad_clicks"')
+    assert "\n" not in end.error and "AirflowFailException" not in end.error
+    assert follower.run_id == "manual__2026-11-23T09:21:21.111133+00:00"
+
+
+def test_an_error_outside_pubdata_keeps_its_class_and_counts_as_infrastructure():
+    lines = _lines("export", "01a2322b-0000-75b5-80f4-a97cd8235d62", "failed")
+    crash = ["Traceback (most recent call last):", '  File "x.py", line 1, in f', "KeyError: 'files'"]
+    _, [end] = _failed_end(lines[:-1] + crash + lines[-1:])
+    assert (end.error, end.kind) == ("KeyError: 'files'", "infrastructure")
+    # a task that succeeded after logging a handled error reports none
+    _, [ok] = _failed_end(_lines("export", "01a2322b-0000-75b5-80f4-a97cd8235d63", "success")[:-1] + crash
+                          + _lines("export", "x", "success")[-1:])
+    assert ok.state == "success" and ok.error is None

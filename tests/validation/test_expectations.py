@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import textwrap
 
 import duckdb
@@ -301,7 +302,16 @@ def test_row_count_band_is_configurable(project, stage_sql):
     ("expectations:\n  - expectation: expect_column_values_to_be_between\n    kwargs: {column: page_loads, min_value: 0}\n"
      "  - expectation: expect_the_impossible\n", 4, "expectations[1].expectation"),
     ("expectations:\n  - expectation: expect_column_values_to_be_between\n    kwargs: {colum: x}\n", 3,
-     "expectations[0].kwargs: column: field required; colum: extra fields not permitted"),
+     "expectations[0].kwargs: column: required argument missing; colum: unknown argument (did you mean column?)"),
+    ("expectations:\n  - expectation: expect_column_values_to_be_between\n    kwargs: {column: pageloads, min_value: 0}\n",
+     3, "expectations[0].kwargs.column: column names column pageloads, which is not a declared column of "
+        "telemetry_public.page_loads_by_country_v1 (submission_date, country"),
+    ("expectations:\n  - expectation: expect_column_values_to_be_between\n    kwargs: {column: pageloads, min_value: 0}\n",
+     3, "did you mean page_loads?"),
+    ("expectations:\n  - expectation: expect_compound_columns_to_be_unique\n    kwargs: {column_list: [country, search_count]}\n",
+     3, "column_list names column search_count, which is not a declared column"),
+    ("expectations:\n  - description: no negative loads\n    sql: SELECT * FROM {batch} WHERE page_load < 0\n", 3,
+     "expectations[0].sql: the query reads column page_load, which is not a declared column"),
     ("expectations:\n  - sql: SELECT 1 FROM {batch}\n\n    severity: maybe\n", 4, "expectations[0].severity"),
     ("expectations: []\ntotals:\n  - dimension: os\n    value: All\n    metrics: [page_loads, nope]\n", 5, "totals[0].metrics[1]"),
     ("totals:\n  - dimension: os\n    value: All\n    metrics: [client_count]\n", 4, "counts distinct clients"),
@@ -319,8 +329,39 @@ def test_expectations_file_errors_name_file_and_line(project, text, line, words)
     d = load_all(project).declarations[EXAMPLE]
     with pytest.raises(ExpectationsFileError) as exc:
         load_file(path, d)
-    assert str(exc.value).startswith(f"{path}:{line}: "), str(exc.value)
+    assert re.match(rf"{re.escape(str(path))}:{line}(:\d+)?: ", str(exc.value)), str(exc.value)
     assert words in str(exc.value)
+
+
+def test_expectations_naming_declared_columns_and_their_own_aliases_pass(project):
+    """The honest side of the column check: declared columns, and names the query defines itself."""
+    path = project / EXPECTATIONS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "expectations:\n"
+        "  - expectation: expect_column_values_to_be_between\n    kwargs: {column: page_loads, min_value: 0}\n"
+        "  - expectation: expect_compound_columns_to_be_unique\n    kwargs: {column_list: [country, os, locale, normalized_channel]}\n"
+        "  - sql: >-\n      WITH per_os AS (SELECT t.os AS o, SUM(t.page_loads) AS loads FROM {batch} AS t GROUP BY t.os)\n"
+        "      SELECT o, loads FROM per_os WHERE loads < 0\n    description: no OS with negative loads\n")
+    d = load_all(project).declarations[EXAMPLE]
+    assert len(load_file(path, d).specs) == 3
+
+
+def test_pubdata_check_finds_an_expectation_left_over_from_a_removed_metric(project):
+    """A metric removed from the declaration (and the query) whose expectation stayed: `check` says so."""
+    meta = project / f"metadata/{EXAMPLE.split('.')[0]}/page_loads_by_country_v1.yaml"
+    meta.write_text(meta.read_text().replace("page_loads", "page_views"))
+    sql = project / f"sql/{EXAMPLE.split('.')[0]}/page_loads_by_country_v1.sql"
+    sql.write_text(sql.read_text().replace("AS page_loads", "AS page_views"))
+    (project / EXPECTATIONS).parent.mkdir(parents=True, exist_ok=True)
+    (project / EXPECTATIONS).write_text(
+        "expectations:\n  - expectation: expect_column_values_to_be_between\n    kwargs: {column: page_loads, min_value: 0}\n")
+    proc = pubdata_cli("check", EXAMPLE)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert f"✗ {EXPECTATIONS}:3: expectations: expectations[0].kwargs.column: column names column page_loads, " \
+           "which is not a declared column" in out, out
+    assert "did you mean page_views?" in out
 
 
 def test_pubdata_check_points_at_the_line(project):
@@ -330,7 +371,7 @@ def test_pubdata_check_points_at_the_line(project):
     proc = pubdata_cli("check", EXAMPLE)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = " ".join(proc.stdout.split())
-    assert "page_loads_by_country_v1.yaml:3: expectations[0].kwargs" in out, proc.stdout
+    assert f"✗ {EXPECTATIONS}:3: expectations: expectations[0].kwargs" in out, proc.stdout
 
 
 # -- quarantine --------------------------------------------------------------------------------
@@ -366,6 +407,8 @@ def test_failed_validation_is_quarantined_then_purged_after_retention(decl, stag
 
 def test_stage_purges_this_datasets_expired_quarantine(decl, stage_sql, monkeypatch):
     cfg = settings()
+    meta = decl.metadata_path  # the day staged below is the day before the example's start_date
+    meta.write_text(meta.read_text().replace("start_date: 2026-11-01", "start_date: 2026-10-01"))
     wh, staged = stage_sql(GOOD_ROWS)  # plays a quarantined partition of 2026-11-01
     _stage_record(cfg, wh, staged, "2026-11-01")
     records.RunRecords.open(cfg).update(EXAMPLE, "2026-11-01", state="quarantined")

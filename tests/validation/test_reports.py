@@ -54,7 +54,7 @@ def test_failed_run_report_shows_every_check_escaped_and_stays_internal(project,
     assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     # the run, the warehouse's count, the bucket column and the locale check
     assert html.count('<span class="badge failed">failed</span>') == 4
-    assert html.index("locale is a known locale") < html.index("the query returned rows")  # problems first
+    assert html.index("locale is a known locale") < html.index("the query returns at least one row")  # problems first
     assert len(rec.validation_report["checks"]) == html.count("<tr><td>")
     assert "Quarantine" in html and staged.location in html
     assert f"pubdata run {EXAMPLE} --date {DAY}" in html and "data-eng@example.org" in html
@@ -110,12 +110,15 @@ def test_status_lists_outcome_rows_failures_and_report(project, stage_sql):
     row = rows[EXAMPLE]
     assert row["outcome"].startswith("failed validation (quarantined until ")
     assert row["rows"] == 3 and row["partition"] == DAY and row["when"]
+    cell = "submission_date=2026-11-01 country=DE os=Windows_NT locale=de normalized_channel=release"
     assert row["failing"] == [
-        "every row stands for at least 5,000 distinct clients, counted by the warehouse: observed 1 row(s): distinct clients",
-        "every row, Other rows included, has client_count >= 5000: observed 1"]
+        "every row stands for at least 5,000 distinct clients, counted by the warehouse: 1 row under 5,000 distinct "
+        f"clients; failing cells: {cell} distinct clients (warehouse)=10",
+        f"every row, Other rows included, has client_count >= 5000: 1 row below 5,000; failing cells: {cell} client_count=10"]
     assert local_path(row["report"]).is_file() and row["error_kind"] == "data"
     others = [r for d, r in rows.items() if d != EXAMPLE]
-    assert all(r["outcome"] == "never run" for r in others)
+    assert all(r["outcome"] == ("refused on purpose" if r["dataset"].endswith("city_active_hours_v1") else "never run")
+               for r in others)
 
     table = pubdata_cli("status")
     assert table.returncode == 0

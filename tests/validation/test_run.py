@@ -37,7 +37,10 @@ def test_good_data_passes_every_policy_expectation(decl, stage_sql):
         # a cell below the minimum bucket
         (GOOD_ROWS.replace("90000, 5000", "90000, 4999"), "every row, Other rows included", lambda c: c.observed == 1 and 4999 in c.unexpected_sample),
         # the Other row itself below the minimum
-        (GOOD_ROWS.replace("400000, 25000", "400000, 1200"), "every row, Other rows included", lambda c: 1200 in c.unexpected_sample),
+        (GOOD_ROWS.replace("400000, 25000", "400000, 1200"), "every row, Other rows included",
+         lambda c: 1200 in c.unexpected_sample and c.finding == "1 row below 5,000" and c.cells == [
+             {"submission_date": "2026-11-01", "country": "Other", "os": "Other", "locale": "Other",
+              "normalized_channel": "Other", "client_count": 1200}]),
         # a null bucket is not a small bucket that slips through
         (GOOD_ROWS.replace("90000, 5000", "90000, NULL"), "client_count is never null", lambda c: c.observed == 1),
         # a forbidden column
@@ -45,9 +48,13 @@ def test_good_data_passes_every_policy_expectation(decl, stage_sql):
         # columns differ from the declaration
         (f"SELECT * EXCLUDE (locale) FROM ({GOOD_ROWS})", "columns equal the declared", lambda c: True),
         # empty result
-        (f"SELECT * FROM ({GOOD_ROWS}) WHERE false", "the query returned rows", lambda c: c.observed == 0),
+        (f"SELECT * FROM ({GOOD_ROWS}) WHERE false", "the query returns at least one row",
+         lambda c: c.observed == 0 and c.finding == "the query returned no rows"),
         # a null dimension
-        (GOOD_ROWS.replace("'DE', 'Windows_NT'", "NULL, 'Windows_NT'"), "dimension country is never null", lambda c: c.observed == 1),
+        (GOOD_ROWS.replace("'DE', 'Windows_NT'", "NULL, 'Windows_NT'"), "dimension country is never null",
+         lambda c: c.observed == 1 and c.finding == "1 row with no country"
+         and c.cells == [{"submission_date": "2026-11-01", "os": "Windows_NT", "locale": "de",
+                          "normalized_channel": "release", "country": None}]),
     ],
 )
 def test_bad_data_fails_for_its_reason(decl, stage_sql, sql, failing, observed_check):

@@ -24,9 +24,9 @@ console = Console(width=_WIDTH)
 err = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
 
 
-def _select(ids: list[str] | None):
+def _select(ids: list[str] | None, catalog=None):
     cfg = settings()
-    catalog = load_all(cfg.project)
+    catalog = catalog if catalog is not None else load_all(cfg.project)
     if ids:
         unknown = [i for i in ids if i not in catalog.declarations]
         broken = {str(e.path) for e in catalog.problems}
@@ -73,31 +73,68 @@ def check(ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all
     """Validate declarations and the publishing policy; exit 1 naming file, rule and fix."""
     from pubdata import gate
 
-    cfg, catalog, decls = _select(ids)
+    cfg = settings()
+    catalog = load_all(cfg.project)
+    broken = _broken(cfg, catalog, ids or [])
+    wanted = [i for i in ids or [] if i not in broken]
+    _cfg, catalog, decls = _select(wanted or None, catalog=catalog) if wanted or not ids else (cfg, catalog, [])
     # The same cache the DAG factory reads: a check here spares the next DAG parse the work.
     cache = gate.GateCache(cfg.internal_dir / "cache" / gate.GATE_FILE)
-    problems = gate.check_all(cfg.project, catalog, decls, include_load_errors=not ids, cache=cache)
+    problems = gate.check_all(cfg.project, catalog, decls, include_load_errors=not ids, cache=cache) if decls or not ids else []
+    for path_problems in broken.values():
+        problems += [gate.Problem(str(e.path), e.where, f"declaration: {e.field or 'file'}", e.message,
+                                  "fix the file; see schema/declaration.schema.json") for e in path_problems]
     table = Table(title="pubdata check", show_lines=False)
     for col in ("dataset", "verdict", "result"):
         table.add_column(col)
-    bad = {p.dataset for p in problems}
+    bad = {p.dataset for p in problems if not p.intended}
     for d in decls:
         v = verdict(d.spec)
-        table.add_row(d.id, v.status, "[red]problems[/red]" if d.id in bad else "[green]ok[/green]")
+        result = ("[red]problems[/red]" if d.id in bad else
+                  "[yellow]refused on purpose[/yellow]" if d.spec.refused_on_purpose else "[green]ok[/green]")
+        table.add_row(d.id, v.status, result)
+    for i in broken:
+        table.add_row(i, "-", "[red]declaration errors[/red]")
     console.print(table)
+    failing = [p for p in problems if not p.intended]
     for p in problems:
-        console.print(f"[red]✗[/red] {p.file}: [bold]{p.rule}[/bold]: {p.message}\n    fix: {p.fix}")
-    if problems and not all_:
+        if p.intended:
+            console.print(f"[yellow]○[/yellow] {p.file}: [bold]{p.rule}[/bold] (refused on purpose: the declaration's "
+                          f"refused_on_purpose says why): {p.message}\n    fix: {p.fix}")
+        else:
+            console.print(f"[red]✗[/red] {p.file}: [bold]{p.rule}[/bold]: {p.message}\n    fix: {p.fix}")
+    if failing and not all_:
         raise typer.Exit(1)
-    if not problems:
-        console.print(f"[green]all {len(decls)} declaration(s) pass[/green]")
+    if not failing:
+        intended = {p.dataset for p in problems if p.intended}
+        console.print(f"[green]all {len(decls) - len(intended)} declaration(s) pass[/green]"
+                      + (f"; {len(intended)} refused on purpose, as marked" if intended else ""))
+
+
+def _broken(cfg, catalog, ids: list[str]) -> dict:
+    """The asked-for datasets whose declaration exists but does not load: id -> its problems."""
+    from pubdata.declarations.loader import relative
+    from pubdata.ids import DatasetId
+
+    out = {}
+    for i in ids:
+        if i in catalog.declarations:
+            continue
+        try:
+            path = relative(DatasetId.parse(i).metadata_path(cfg.project), cfg.project)
+        except ValueError:
+            continue
+        found = [e for e in catalog.problems if Path(e.path) == path]
+        if found:
+            out[i] = found
+    return out
 
 
 @app.command()
 def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).")],
         ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all declared datasets when omitted.")] = None):
     """Run datasets' DAGs through Airflow for one date, then print a summary."""
-    from pubdata.orchestration import runner
+    from pubdata.orchestration import runner, tasks
 
     day = _parse_day(date, "--date")
     cfg, catalog, decls = _select(ids)
@@ -105,12 +142,18 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         err.print(f"[yellow]skipped:[/yellow] {e}")
     runnable: list[tuple[Declaration, Verdict]] = []
     refused: list[tuple[Declaration, Verdict]] = []
+    too_early: list[tuple[Declaration, str]] = []
     for d in decls:
         v = verdict(d.spec)
+        if v.allows_publish and d.spec.incremental and day < d.spec.start_date:
+            too_early.append((d, tasks.before_start_date(d, day)))
+            err.print(f"[red]{d.id}: not run[/red]: {too_early[-1][1]}")
+            continue
         (runnable if v.allows_publish else refused).append((d, v))
-    console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
-    runner.ensure_airflow_db(cfg)
-    runner.prime_gate(cfg, [d for d, _ in runnable])
+    if runnable:
+        console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
+        runner.ensure_airflow_db(cfg)
+        runner.prime_gate(cfg, [d for d, _ in runnable])
     outcomes = []
     for d, _ in runnable:
         with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:
@@ -118,6 +161,7 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
                                  on_task=_task_progress(d.id, status))
         mark = "[green]published[/green]" if out.ok else "[red]FAILED[/red]"
         console.print(f"{d.id}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
+        _print_causes(out)
         outcomes.append((d, out))
     catalog_ok = True
     if any(o.ok for _, o in outcomes):
@@ -127,9 +171,27 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         catalog_ok = cat.returncode == 0
         mark = "[green]rebuilt[/green]" if catalog_ok else "[red]FAILED[/red]"
         console.print(f"catalog: {mark} in {cat.seconds}s (log: {_rel(cat.log)})")
-    _summary(cfg, outcomes, refused, day)
-    if any(not o.ok for _, o in outcomes) or not catalog_ok:
+    _summary(cfg, outcomes, refused, day, too_early=too_early)
+    failed = [d.id for d, o in outcomes if not o.ok]
+    counts = [f"{len(outcomes) - len(failed)} published", f"{len(failed)} failed"]
+    counts += [f"{len(refused)} refused by the policy"] if refused else []
+    counts += [f"{len(too_early)} before start_date"] if too_early else []
+    console.print(", ".join(counts) + (f": {', '.join(failed)}" if failed else "")
+                  + ("" if catalog_ok else "; the catalog rebuild failed"))
+    if failed or not catalog_ok or too_early:
         raise typer.Exit(1)
+
+
+def _print_causes(out) -> None:
+    """One line per failed task, the error in its own words, and whether data or infrastructure failed."""
+    rec = out.record
+    for t in out.failed_tasks:
+        kind = rec.failure.kind if rec is not None and rec.failure is not None and rec.failure.task == t.task_id else t.kind
+        console.print(f"  [red]✗ {t.task_id}[/red] ({kind} error): {t.error or 'no error was logged; see the log'}",
+                      highlight=False, markup=True, soft_wrap=True)
+    if not out.failed_tasks and not out.ok:
+        for cause in out.causes:
+            console.print(f"  [red]✗[/red] {cause}", highlight=False, soft_wrap=True)
 
 
 def _task_progress(dataset_id: str, status):
@@ -154,7 +216,7 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None) -> None:
+def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None, too_early=()) -> None:
     """The table `pubdata run` ends with; workers (dataset -> which worker ran each task), when known."""
     table = Table(title=f"pubdata run — {day}")
     columns = ["dataset", "rows", "validation", "files", "review", "where to look"] + (["workers"] if workers else [])
@@ -166,7 +228,7 @@ def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None)
         validation = rec.validation if rec is not None else None
         outcome = validation.outcome if validation is not None else "not run"
         if validation is not None and outcome == "failed":
-            outcome = "failed: " + "; ".join(f.description for f in validation.failures)
+            outcome = "failed: " + "; ".join(f"{f.description} ({_observed(f)})" for f in validation.failures)
         elif validation is not None and outcome == "error":
             outcome = "error: " + "; ".join(str(f.error)[:80] for f in validation.errors)
         files = len(rec.published.files) if rec is not None and rec.published is not None else 0
@@ -178,11 +240,16 @@ def _summary(cfg, outcomes, refused, day, workers: dict[str, str] | None = None)
             where = f"log {_rel(out.log)}" + (" · staged table kept as quarantine" if quarantined else "")
         rows = rec.rows if rec is not None and rec.rows is not None else "-"
         if rec is not None and rec.failure is not None and outcome == "not run":
-            outcome = f"{rec.failure.kind} error in {rec.failure.task or 'a task'}"
+            outcome = f"{rec.failure.kind} error in {rec.failure.task or 'a task'}" + (
+                f": {rec.failure.error}" if rec.failure.error else "")
         cells = [d.id, f"{rows}", outcome, str(files), str(d.spec.review.bugs[0]), where]
         table.add_row(*cells, *([workers.get(d.id, "-")] if workers else []))
     for d, v in refused:
-        cells = [d.id, "-", f"not run: {v.status}", "0", str(d.spec.review.bugs[0]), "; ".join(v.reasons)]
+        status = f"not run: {v.status}" + (" (on purpose)" if d.spec.refused_on_purpose else "")
+        cells = [d.id, "-", status, "0", str(d.spec.review.bugs[0]), "; ".join(v.reasons)]
+        table.add_row(*cells, *(["-"] if workers else []))
+    for d, reason in too_early:
+        cells = [d.id, "-", "not run: before start_date", "0", str(d.spec.review.bugs[0]), reason]
         table.add_row(*cells, *(["-"] if workers else []))
     console.print(table)
     console.print(f"Public bucket: {cfg.bucket_url}  (served as {cfg.public_base_url}; index all-datasets.json, "
@@ -254,19 +321,22 @@ def backfill(dataset_id: Annotated[str, typer.Argument(help="An incremental data
             state = out.record.state if out.record is not None else "not started"
             mark = "[green]published[/green]" if out.ok else f"[red]FAILED[/red] ({state})"
             progress.console.print(f"{out.date}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
+            if not out.ok:
+                _print_causes(out)
             progress.advance(bar)
 
         outcomes = backfilling.run(cfg, decl, plan.to_run, on_start=on_start, on_done=on_done, on_task=on_task)
     done = sum(1 for o in outcomes if o.ok)
-    console.print(f"{decl.id}: {done} published, {len(plan.skipped)} skipped, "
-                  f"{len(plan.to_run) - len(outcomes)} not run")
     failed = [o for o in outcomes if not o.ok]
+    console.print(f"{decl.id}: {done} published, {len(failed)} failed, {len(plan.skipped)} skipped, "
+                  f"{len(plan.to_run) - len(outcomes)} not run")
     if failed:
         out = failed[0]
         validation = out.record.validation if out.record is not None else None
         failures = "; ".join(f.description for f in validation.failures) if validation else ""
-        err.print(f"[red]{out.date} failed[/red]{': ' + failures if failures else ''} (log: {_rel(out.log)}). "
-                  f"Fix it, then run the same command again: it resumes from {out.date}.")
+        cause = failures or "; ".join(out.causes)
+        err.print(f"[red]{out.date} failed[/red]{': ' + cause if cause else ''} (log: {_rel(out.log)}). "
+                  f"Fix it, then run the same command again: it resumes from {out.date}.", highlight=False)
         raise typer.Exit(1)
 
 
@@ -322,59 +392,117 @@ def schema(check_only: Annotated[bool, typer.Option("--check", help="Exit 1 if t
     console.print(f"wrote {name}")
 
 
-def _status_row(d, rec) -> dict:
-    """What `pubdata status` shows of a dataset's latest run (rec: a RunRecord, or None)."""
+STALLED_AFTER = dt.timedelta(minutes=5)
+"""A run between tasks whose last process is gone is waiting for its next task this long at most
+(the scheduler starts it within seconds); after that, nothing is running it."""
+
+
+def _status_row(d, rec, judged: Verdict | None = None) -> dict:
+    """What `pubdata status` shows of one run (rec: a RunRecord, or None when the dataset never ran).
+
+    The outcome is what is true now: a run is `running` only while a process runs it (asked of the
+    process on this host; one on another host is reported as running there), a run whose process is
+    gone without recording an outcome is `interrupted`, and a dataset the policy refuses is `refused`.
+    """
+    from pubdata.orchestration.records import process_alive
+
+    row = {"dataset": d.id, "partition": None, "outcome": "never run", "state": "never run", "when": None,
+           "run_id": None, "rows": None, "task": None, "cause": None, "failing": [], "report": None, "alert": None,
+           "error_kind": None, "log": None}
     if rec is None:
-        return {"dataset": d.id, "partition": None, "outcome": "never run", "state": "never run", "when": None,
-                "run_id": None, "rows": None, "failing": [], "report": None, "alert": None, "error_kind": None,
-                "log": None}
+        if judged is not None and not judged.allows_publish:
+            row.update(outcome="refused on purpose" if d.spec.refused_on_purpose else f"refused ({judged.status})",
+                       state="refused", cause="; ".join(judged.reasons), error_kind="data")
+        return row
     state = rec.state
-    outcome = {"published": "published", "quarantined": "failed validation", "validation_error": "error"}.get(state, state)
     failure = rec.failure if state != "published" else None
-    if failure is not None and state != "quarantined":
-        outcome = f"{failure.kind} error in {failure.task or 'a task'}" + (f": {failure.error}" if failure.error else "")
+    kind = failure.kind if failure is not None else None
+    cause = failure.error if failure is not None else None
+    task = failure.task if failure is not None else (rec.worker.task if rec.worker is not None else None)
     q = rec.quarantine
-    if state == "quarantined" and q is not None:
-        outcome += f" (quarantine purged {q.purged_at[:10]})" if q.purged_at else f" (quarantined until {q.expires[:10]})"
+    if state == "published":
+        outcome = "published"
+    elif state == "quarantined":
+        outcome, kind = "failed validation", "data"
+        if q is not None:
+            outcome += f" (quarantine purged {q.purged_at[:10]})" if q.purged_at else f" (quarantined until {q.expires[:10]})"
+    elif state == "failed":
+        outcome = f"failed in {task or 'a task'}"
+    else:  # still going, or it ended without saying how
+        alive = process_alive(rec.worker)
+        recent = rec.updated_at is not None and (
+            dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(rec.updated_at) < STALLED_AFTER)
+        where = f" on {rec.worker.host}" if rec.worker is not None and alive is None else ""
+        if alive or alive is None and rec.worker is not None:
+            outcome = f"running {task or state}{where}"
+        elif state != "running" and recent:
+            outcome = f"running: {state}, waiting for the next task"
+        else:
+            outcome, kind = f"interrupted in {task or state}", "infrastructure"
+            cause = cause or ("its process is gone and recorded no outcome (killed, or its worker lost); "
+                              "see the log, and run it again")
     failing: list[str] = []
     if rec.validation is not None:
         v = rec.validation
         if v.warnings and state == "published":
             outcome += f" with {len(v.warnings)} warning(s)"
-        failing = [f"{f.description}: observed {f.observed}" for f in v.failures]
-        failing += [f"error: {f.description}: {f.error}" for f in v.errors]
-        failing += [f"warning: {f.description}" for f in v.warnings]
-    kind = failure.kind if failure is not None else ("data" if state == "quarantined" else
-                                                     "infrastructure" if state == "validation_error" else None)
-    return {"dataset": d.id, "partition": rec.partition, "outcome": outcome, "state": state,
-            "when": rec.finished_at or rec.updated_at, "run_id": rec.run_id,
-            "rows": rec.rows, "failing": failing, "report": rec.report,
-            "alert": (rec.alert or {}).get("webhook"), "error_kind": kind,
-            "log": failure.log_url if failure is not None else None}
+        failing = [f"{f.description}: {_observed(f)}" for f in v.failures]
+        failing += [f"could not be evaluated: {f.description}: {f.error}" for f in v.errors]
+        failing += [f"warning: {f.description}: {_observed(f)}" for f in v.warnings]
+    return {**row, "partition": rec.partition, "outcome": outcome, "state": state,
+            "when": rec.finished_at or rec.updated_at, "run_id": rec.run_id, "rows": rec.rows, "task": task,
+            "cause": cause, "failing": failing, "report": rec.report, "alert": (rec.alert or {}).get("webhook"),
+            "error_kind": kind, "log": failure.log_url if failure is not None else None}
+
+
+def _observed(check) -> str:
+    """What a failing check found, in words when known, with its failing cells."""
+    found = check.finding or (f"observed {check.observed}" if check.observed is not None else "see the report")
+    return found + (f"; failing cells: {check.cells}" if check.cells else "")
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
-    """The latest run of each dataset: outcome, when, rows, failing expectations, report."""
+def status(dataset_id: Annotated[str | None, typer.Argument(help="One dataset; all when omitted.")] = None,
+           history: Annotated[bool, typer.Option("--history", help="Every run of the dataset kept in the run-state store, newest first.")] = False,
+           as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False):
+    """Each dataset's latest run, and every day whose latest run did not publish: outcome, data or
+    infrastructure error and its cause, failing expectations, report and log. --history: every run of one dataset."""
     import json
 
     from pubdata.orchestration.records import RunRecords
 
-    cfg, catalog, decls = _select(None)
+    if history and not dataset_id:
+        err.print("[red]--history lists the runs of one dataset: pubdata status DATASET --history[/red]")
+        raise typer.Exit(2)
+    cfg, catalog, decls = _select([dataset_id] if dataset_id else None)
     records = RunRecords.open(cfg)  # the run-state store every worker writes to
-    rows = [_status_row(d, records.latest(d.id)) for d in decls]
+    rows = []
+    for d in decls:
+        judged = verdict(d.spec)
+        if history:
+            rows += [_status_row(d, r, judged) for r in records.history(d.id)] or [_status_row(d, None, judged)]
+            continue
+        latest = records.latest(d.id)
+        rows.append(_status_row(d, latest, judged))
+        # a day whose latest run failed stays listed until a run of that day publishes
+        rows += [_status_row(d, r, judged) for r in reversed(records.all(d.id))
+                 if r.state != "published" and (latest is None or r.partition != latest.partition)]
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    table = Table(title=f"pubdata status (run state: {cfg.state_url})")
-    for col in ("dataset", "partition", "outcome", "when", "rows", "failing expectations", "report / log"):
-        table.add_column(col, overflow="fold")
+    scope = f" {dataset_id} --history" if history and dataset_id else ""
+    title = f"pubdata status{scope} (run state: {cfg.state_url})"
+    table = Table(title=title)
+    columns = ["dataset", "partition", "outcome", "kind", "cause / failing expectations", "when", "rows"]
+    for col in columns + (["run"] if history else []) + ["report / log"]:
+        table.add_column(col, overflow="fold", ratio=3 if col.startswith("cause") else None)
     for r in rows:
         links = [_link(r["report"])] if r["report"] else []
         links += [f"[link={r['log']}]{r['log']}[/link]"] if r["log"] else []
-        table.add_row(r["dataset"], r["partition"] or "-", r["outcome"], r["when"] or "-",
-                      "-" if r["rows"] is None else f"{r['rows']:,}", "\n".join(r["failing"]) or "-",
-                      "\n".join(links) or "-")
+        why = ([r["cause"]] if r["cause"] else []) + r["failing"]
+        cells = [r["dataset"], r["partition"] or "-", r["outcome"], r["error_kind"] or "-", "\n".join(why) or "-",
+                 (r["when"] or "-")[:19], "-" if r["rows"] is None else f"{r['rows']:,}"]
+        table.add_row(*cells, *([r["run_id"] or "-"] if history else []), "\n".join(links) or "-")
     console.print(table)
 
 
@@ -445,17 +573,17 @@ def new(dataset_id: Annotated[str, typer.Argument(help="<dataset>.<table>[_v<N>]
         owner: Annotated[str, typer.Option(help="E-mail of the owning team; the DAG's owner and on-call alerts.")],
         bug: Annotated[str, typer.Option(help="URL of the review bug, where the data steward reviews the dataset.")],
         data_review: Annotated[str | None, typer.Option(help="URL of the data-collection review of the source fields; without one the dataset needs a steward's sign-off.")] = None,
-        start_date: Annotated[str | None, typer.Option(help="First day the DAG publishes (YYYY-MM-DD); today when omitted.")] = None,
+        start_date: Annotated[str | None, typer.Option(help="First day the DAG publishes (YYYY-MM-DD); when omitted, the last day the local warehouse has data for (today when it has none).")] = None,
         friendly_name: Annotated[str | None, typer.Option(help="Title shown to the public; derived from the table name when omitted.")] = None):
     """Scaffold a dataset that runs as it is: declaration (every policy field commented), query, expectations, SQL test case."""
     from pubdata.declarations import scaffold
 
     cfg = settings()
+    first_day = _parse_day(start_date, "--start-date") if start_date else _local_data_day(cfg)
     try:
         dataset_id = scaffold.parse_id(dataset_id)
         made = scaffold.scaffold(cfg.project, dataset_id, owner=owner, bug=bug, data_review=data_review,
-                                 start_date=_parse_day(start_date, "--start-date") if start_date else None,
-                                 friendly_name=friendly_name)
+                                 start_date=first_day, friendly_name=friendly_name)
     except scaffold.ScaffoldError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -472,9 +600,30 @@ def new(dataset_id: Annotated[str, typer.Argument(help="<dataset>.<table>[_v<N>]
     for step in (f"pubdata check {dataset_id}", f"python -m pytest tests/sql/test_cases.py -k {stem}",
                  f"pubdata run {dataset_id} --date YYYY-MM-DD", f"pubdata review {dataset_id}"):
         console.print(f"  {step}", highlight=False)
+    if not start_date and cfg.warehouse_url.startswith("duckdb://"):
+        if first_day is not None:
+            console.print(f"start_date: {first_day}, the last day of {scaffold.SOURCE_TABLE} in the local warehouse "
+                          f"(publish it with `pubdata run {dataset_id} --date {first_day}`)", highlight=False)
+        else:
+            console.print(f"[yellow]The warehouse ({cfg.warehouse_url}) has no local data of {scaffold.SOURCE_TABLE}: "
+                          f"start_date is today. Run `pubdata synth` for local data, or give --start-date.[/yellow]")
     if not data_review:
         console.print("[yellow]No --data-review: review question 4 is answered yes, so `pubdata check` will ask for a steward's "
                       "sign-off until review.data_reviews lists the data-collection reviews.[/yellow]")
+
+
+def _local_data_day(cfg) -> dt.date | None:
+    """The last day the configured warehouse has local rows of the scaffold's source table."""
+    from pubdata.declarations import scaffold
+    from pubdata.errors import PubdataError
+    from pubdata.warehouses import open_warehouse
+
+    if not cfg.warehouse_url.startswith("duckdb://"):
+        return None  # production data: no local copy to look at, and no reason to scan it
+    try:
+        return open_warehouse(cfg.warehouse_url, home=cfg.home).latest_source_day(scaffold.SOURCE_TABLE)
+    except (PubdataError, OSError):
+        return None
 
 
 @app.command("catalog")

@@ -6,17 +6,18 @@ A broken file yields a DeclarationInvalid naming the file and field; loading eve
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pubdata.declarations.airflow_limits import DAG_ID_MAX, TAG_MAX
 from pubdata.declarations.spec import DeclarationFile
-from pubdata.declarations.untrusted import clip, load_yaml, read_text, shorten
+from pubdata.declarations.untrusted import clip, compose_yaml, read_text, shorten
 from pubdata.errors import DeclarationInvalid, FileRefused
 from pubdata.ids import DatasetId
 
@@ -65,15 +66,21 @@ class Declaration:
 
 @dataclass(frozen=True)
 class DeclarationProblem:
-    """Why a declaration could not be loaded: where, which field, what to do."""
+    """Why a declaration could not be loaded: where (file, line, column), which field, what to do."""
 
     path: Path
     field: str
     message: str
+    line: int | None = None  # 1-based, as editors count
+    column: int | None = None
+
+    @property
+    def where(self) -> str:
+        """file:line:column, the form editors and terminals turn into a link."""
+        return f"{self.path}" + (f":{self.line}" if self.line else "") + (f":{self.column}" if self.line and self.column else "")
 
     def __str__(self) -> str:
-        where = f"{self.path}" + (f": {self.field}" if self.field else "")
-        return f"{where}: {self.message}"
+        return f"{self.where}" + (f": {self.field}" if self.field else "") + f": {self.message}"
 
 
 def _invalid(path: Path, field: str, message: str) -> DeclarationInvalid:
@@ -89,8 +96,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _refused(path: Path, exc: FileRefused, field: str = "") -> DeclarationInvalid:
-    where = field or (f"line {exc.line}" if exc.line else "")
-    return _invalid(path, where, str(exc))
+    return DeclarationInvalid([DeclarationProblem(path, field, str(exc), line=exc.line)])
 
 
 def load_declaration(metadata_path: Path, project: Path, cache: SpecCache | None = None) -> Declaration:
@@ -137,13 +143,13 @@ def _present(path: Path) -> bool:
 
 def _parse_spec(text: str, rel: Path) -> DeclarationFile:
     try:
-        raw = load_yaml(text)
+        raw, tree = compose_yaml(text)
     except FileRefused as exc:
         raise _refused(rel, exc) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        field = f"line {mark.line + 1}" if mark else ""
-        raise _invalid(rel, field, f"not valid YAML: {clip(str(getattr(exc, 'problem', None) or exc), 200)}") from None
+        line, column = yaml_error_position(exc)
+        raise DeclarationInvalid([DeclarationProblem(rel, "", f"not valid YAML: {yaml_error_text(exc)}",
+                                                     line=line, column=column)]) from None
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
         raise _invalid(rel, "", f"expected a mapping of keys (friendly_name, description, ...), got {got}")
@@ -153,17 +159,128 @@ def _parse_spec(text: str, rel: Path) -> DeclarationFile:
         problems = []
         errors = exc.errors(include_url=False)
         for err in errors[:MAX_PROBLEMS_PER_FILE]:
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key; remove it or check its spelling (see schema/declaration.schema.json)"
-            elif err["type"] == "missing":
-                msg = "required key is missing"
-            elif "input" in err and err["type"] not in ("value_error",):
-                msg = f"{msg} (got {shorten(err['input'])})"
-            problems.append(DeclarationProblem(rel, _loc(err["loc"]), clip(msg, 300)))
+            loc = tuple(err["loc"])
+            line, column = position(tree, loc, key=err["type"] == "extra_forbidden")
+            problems.append(DeclarationProblem(rel, _loc(loc), clip(_message(err, loc), 300), line=line, column=column))
         if len(errors) > MAX_PROBLEMS_PER_FILE:
             problems.append(DeclarationProblem(rel, "", f"... and {len(errors) - MAX_PROBLEMS_PER_FILE} more problems"))
         raise DeclarationInvalid(list(problems)) from None
+
+
+def yaml_error_position(exc: yaml.YAMLError) -> tuple[int | None, int | None]:
+    """Where a YAML syntax error is, 1-based.
+
+    PyYAML's problem mark is where it gave up, which for a key without its colon ("while scanning a
+    simple key ... could not find expected ':'") is the start of the *next* line; the context mark
+    is the line with the mistake.
+    """
+    problem = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context_mark", None)
+    mark = context if context is not None and "simple key" in str(getattr(exc, "context", "") or "") else problem
+    if mark is None:
+        return None, None
+    return mark.line + 1, mark.column + 1
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    problem = str(getattr(exc, "problem", None) or exc)
+    context = getattr(exc, "context", None)
+    return clip(f"{problem} ({context})" if context else problem, 200)
+
+
+def position(tree: yaml.Node | None, loc: tuple[Any, ...], *, key: bool = False) -> tuple[int | None, int | None]:
+    """Line and column (1-based) of the YAML node at a pydantic error location.
+
+    key: point at the mapping key itself (an unknown key) rather than its value. Where the path
+    leaves the tree (a missing key), the deepest node that exists is named.
+    """
+    node = tree
+    found: yaml.Node | None = tree
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    nxt = k if (last and key) else v
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            nxt = node.value[part]
+        if nxt is None:
+            break
+        node = found = nxt
+    if found is None:
+        return None, None
+    return found.start_mark.line + 1, found.start_mark.column + 1
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the declaration model allows at a location (for "did you mean")."""
+    model: Any = DeclarationFile
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        model = _model_in(info.annotation)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside an annotation such as `Steward | None` or `list[Dimension]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_TYPE_WORDS = {"int": "a whole number", "bool": "true or false", "string": "a text", "float": "a number",
+               "list": "a list ([a, b] or one '- item' per line)", "dict": "a mapping of keys",
+               "model": "a mapping of keys", "date": "a date (YYYY-MM-DD)", "url": "an http(s) URL"}
+
+
+def _message(err: Any, loc: tuple[Any, ...]) -> str:
+    """A pydantic error in words for the person who wrote the file, with what they wrote."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    got = f" (got {shorten(err['input'])})" if "input" in err and kind != "missing" else ""
+    if kind == "extra_forbidden":
+        name = str(loc[-1]) if loc else ""
+        allowed = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        listed = f" (allowed here: {', '.join(allowed)})" if allowed and not close else ""
+        return f"unknown key; {hint}remove it or fix its spelling{listed}; see schema/declaration.schema.json"
+    if kind == "missing":
+        return "required key is missing: add it"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}{got}"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"must be at least {ctx.get('ge', ctx.get('gt'))}{got}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"must be at most {ctx.get('le', ctx.get('lt'))}{got}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s){got}" if "list" in str(err["msg"]).lower() or \
+            isinstance(err.get("input"), list) else f"must not be empty{got}"
+    if kind == "string_too_short":
+        return f"must not be empty{got}"
+    if kind in ("string_too_long", "too_long"):
+        return f"is longer than the {ctx.get('max_length')} allowed{got}"
+    if kind == "string_pattern_mismatch":
+        if "@" in str(ctx.get("pattern", "")):
+            return f"must be an e-mail address (name@example.org){got}"
+        return f"must be lowercase letters, digits and underscores, starting with a letter or _{got}"
+    for prefix, word in _TYPE_WORDS.items():
+        if kind.startswith(prefix):
+            return f"must be {word}{got}"
+    return f"{err['msg']}{got}"
 
 
 def load(dataset_id: DatasetId | str, project: Path) -> Declaration:

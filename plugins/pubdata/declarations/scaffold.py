@@ -48,6 +48,10 @@ class Scaffolded:
         return self.files["test_expect"].parent
 
 
+SOURCE_TABLE = "moz-fx-data-shared-prod.telemetry.clients_daily"
+"""The table the scaffolded query reads (its declaration's source_tables)."""
+
+
 def parse_id(raw: str) -> str:
     """`ds.table_vN`, or `ds.table` for its first version. Raises ScaffoldError naming the fix."""
     m = _TABLE_ID_RE.match(raw)

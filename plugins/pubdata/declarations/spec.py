@@ -218,6 +218,11 @@ class DeclarationFile(_Strict):
     )
     export: Export = Field(default_factory=Export)
     labels: dict[Line, Line] = Field(default_factory=dict)
+    refused_on_purpose: Line | None = Field(
+        default=None, min_length=1,
+        description="Why this declaration is kept although the policy refuses it (an example of a refusal): "
+                    "`pubdata check` reports the refusal without failing, and fails once the policy would allow it.",
+    )
 
     @field_validator("schedule")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Any
 
 from pubdata.config import Settings, settings
 from pubdata.declarations import Declaration, load
-from pubdata.errors import ValidationFailed, classify, find
+from pubdata.errors import PubdataError, ValidationFailed, classify, find
 from pubdata.ids import DatasetId
 from pubdata.orchestration.records import FailureInfo, RunRecord, RunRecords
 from pubdata.validation.redaction import redact_text, shown
@@ -90,7 +90,9 @@ class Alert:
 
     def problem_lines(self) -> list[str]:
         shown = [f"[{p['severity']}] {p['description']}: could not be evaluated: {p['error']}" if p.get("error") else
-                 f"[{p['severity']}] {p['description']}: observed {p['observed']}, expected {p['expected']}"
+                 f"[{p['severity']}] {p['description']}: "
+                 + (p["finding"] if p.get("finding") else f"observed {p['observed']}, expected {p['expected']}")
+                 + (f"; failing cells: {p['cells']}" if p.get("cells") else "")
                  for p in self.problems[:MAX_LISTED]]
         if len(self.problems) > MAX_LISTED:
             shown.append(f"... and {len(self.problems) - MAX_LISTED} more (see the report)")
@@ -138,6 +140,7 @@ def from_record(decl: Declaration, record: RunRecord | None, *, kind: str, date:
             s = shown(c)
             problems.append({"description": c.get("description", c.get("expectation", "")),
                              "severity": c.get("severity", "fail"), "observed": s["observed"], "expected": s["expected"],
+                             "finding": s["finding"], "cells": s["cells"],
                              "error": _first_line(redact_text(c["error"])) if c.get("error") else None})
     quarantine = None
     if kind == "failed" and record is not None and record.quarantine is not None:
@@ -276,14 +279,15 @@ def on_task_failure(dataset_id: str, date: str, context: dict[str, Any]) -> None
     else:
         kind = "refused" if classify(exc) == "data" else "error"
     has_report = record is not None and record.validation_report is not None
-    error = None if validation_failed and has_report else (f"{type(exc).__name__}: {exc}" if exc else None)
+    error = None if validation_failed and has_report else own_words(exc)
     log_url = task_log_url(ti)
     alert = from_record(decl, record, kind=kind, date=date, run_id=run_id,
                         task_id=task_id, error=error, log_url=log_url)
     outcome = {**deliver(alert, cfg), "run_id": run_id}
+    cause = error or own_words(exc)
     failure = FailureInfo(kind=KIND_OF_ERROR[kind], task=task_id, log_url=log_url, at=outcome["at"],
-                          error=_first_line(redact_text(error or f"{type(exc).__name__}: {exc}")) if exc or error else None)
-    fields: dict[str, Any] = {"alert": outcome, "failure": failure}
+                          error=_first_line(redact_text(cause)) if cause else None)
+    fields: dict[str, Any] = {"alert": outcome, "failure": failure, "finished_at": outcome["at"]}
     if not validation_failed:
         fields["state"] = "failed"
     if record is not None:
@@ -291,6 +295,17 @@ def on_task_failure(dataset_id: str, date: str, context: dict[str, Any]) -> None
     else:  # failed before stage started this run's record (a source never arrived, a broken declaration)
         records.start(decl.id, partition, run_id)
         records.update(decl.id, partition, **fields)
+
+
+def own_words(exc: BaseException | None) -> str | None:
+    """The error as its own text: a pubdata error's message (it says what happened and what to do),
+    not the exception Airflow wrapped it in; any other error with its class name."""
+    if exc is None:
+        return None
+    own = find(exc, PubdataError)
+    if own is not None and str(own).strip():
+        return str(own)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def task_log_url(ti: Any) -> str | None:

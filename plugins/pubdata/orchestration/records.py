@@ -4,8 +4,9 @@ They live in the run-state store (PUBDATA_STATE_URL: a private directory beside 
 on the embedded stack, a private GCS bucket or prefix in production), which every worker and the
 CLI reach, so no task depends on the disk of the worker that ran the task before it:
 
-    runs/<dataset>/<partition or full>.json      one record per (dataset, partition)
+    runs/<dataset>/<partition or full>.json      the current run of each (dataset, partition)
     runs/<dataset>/latest.json                   which partition's run started last
+    history/<dataset>/<partition or full>/<started>__<run>.json  each earlier run, kept when the next starts
     quarantine/<dataset>/<partition or full>.json  a staged table kept after failed validation
     reports/<dataset>/<partition or full>/<run>.html  validation reports (validation.reports)
 
@@ -17,7 +18,9 @@ needs travels in XCom (these models: ValidationSummary, ExportResult, PublishRes
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import socket
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +39,7 @@ validation), validation_error (validation could not run) or failed (a task faile
 `failure`)."""
 
 RUNS = "runs"
+HISTORY = "history"
 QUARANTINE = "quarantine"
 REPORTS = "reports"
 _ATTEMPTS = 30
@@ -58,6 +62,8 @@ class CheckSummary(_Model):
     observed: Any = None
     expected: Any = None
     error: str | None = None
+    finding: str | None = None  # in words: "5 rows above 20,000"
+    cells: str | None = None  # the first failing cells by their dimension values (redacted)
 
 
 class ValidationSummary(_Model):
@@ -121,6 +127,14 @@ class FailureInfo(_Model):
     at: str | None = None
 
 
+class Worker(_Model):
+    """The process running a run's current task: whether a run is still going can be asked of it."""
+
+    host: str
+    pid: int
+    task: str | None = None
+
+
 class RunRecord(_Model):
     dataset: str
     partition: str | None
@@ -140,6 +154,7 @@ class RunRecord(_Model):
     quarantine: QuarantineInfo | None = None
     failure: FailureInfo | None = None
     alert: dict[str, str] | None = None
+    worker: Worker | None = None
 
 
 def _name(partition: str | None) -> str:
@@ -193,13 +208,42 @@ class RunRecords:
                 time.sleep(random.uniform(0, min(0.05 * 2 ** attempt, 1.0)))
         raise StoreError(f"could not update the run record {key} in {self.store.url}: too many concurrent writers")
 
-    def start(self, dataset_id: str, partition: str | None, run_id: str) -> RunRecord:
-        """A fresh record for a run of this partition (keeping nothing from the last one)."""
-        record = self.save(RunRecord(dataset=dataset_id, partition=partition, run_id=run_id, started_at=now()))
+    def start(self, dataset_id: str, partition: str | None, run_id: str, task: str | None = None) -> RunRecord:
+        """A fresh record for a run of this partition; the last run's record moves to the history."""
+        previous = self.get(dataset_id, partition)
+        if previous is not None and previous.run_id != run_id:
+            self.store.write(self.history_key(previous), previous.model_dump_json(indent=2).encode(),
+                             content_type="application/json")
+        # to the microsecond: runs started within one second still sort in the order they started
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        record = self.save(RunRecord(dataset=dataset_id, partition=partition, run_id=run_id, started_at=started,
+                                     worker=this_worker(task)))
         self.store.write(f"{RUNS}/{dataset_id}/latest.json",
                          _Latest(partition=partition, run_id=run_id).model_dump_json().encode(),
                          content_type="application/json")
         return record
+
+    @staticmethod
+    def history_key(record: RunRecord) -> str:
+        started = (record.started_at or record.updated_at or "unknown").replace(":", "")
+        run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in record.run_id)
+        return f"{HISTORY}/{record.dataset}/{_name(record.partition)}/{started}__{run}.json"
+
+    def history(self, dataset_id: str) -> list[RunRecord]:
+        """Every run of a dataset kept here, the current ones and the earlier ones, newest first."""
+        out = self.all(dataset_id)
+        for key in self.store.list(f"{HISTORY}/{dataset_id}/"):
+            obj = self.store.read(key)
+            record = _parse(obj.data) if obj is not None else None
+            if record is not None:
+                out.append(record)
+        return sorted(out, key=lambda r: r.started_at or r.updated_at or "", reverse=True)
+
+    def claim(self, dataset_id: str, partition: str | None, run_id: str, task: str) -> None:
+        """Note which process runs this run's task now (when the record is this run's)."""
+        record = self.get(dataset_id, partition)
+        if record is not None and record.run_id == run_id:
+            self.update(dataset_id, partition, worker=this_worker(task))
 
     def all(self, dataset_id: str | None = None) -> list[RunRecord]:
         """Every run record (of one dataset, or of all), oldest first."""
@@ -253,6 +297,23 @@ class RunRecords:
             except (ValidationError, ValueError):
                 continue
         return sorted(out, key=lambda m: m.info.since)
+
+
+def this_worker(task: str | None) -> Worker:
+    return Worker(host=socket.gethostname(), pid=os.getpid(), task=task)
+
+
+def process_alive(worker: Worker | None) -> bool | None:
+    """Whether the worker's process still runs: None when it ran on another host (cannot tell here)."""
+    if worker is None or worker.host != socket.gethostname():
+        return None
+    try:
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Latest(_Model):

@@ -1,14 +1,21 @@
 """Run dataset DAGs through real Airflow on the configured engines (`pubdata run`).
 
 Airflow keeps its metadata DB (SQLite on the embedded stack) under PUBDATA_HOME/airflow. Each
-dataset's DAG runs with `airflow dags test <dag_id> <date>`, the same code path the scheduler runs,
-and its log is kept under PUBDATA_HOME/internal/logs/; then the catalog DAG rebuilds the public
-catalog once, as the scheduler would after that batch of publishes. The pool the DAGs' warehouse
-tasks use is created with the metadata DB.
+dataset's DAG runs with `airflow dags test`, the same code path the scheduler runs, and its log
+is kept under PUBDATA_HOME/internal/logs/; then the catalog DAG rebuilds the public catalog once,
+as the scheduler would after that batch of publishes. The pool the DAGs' warehouse tasks use is
+created with the metadata DB.
+
+Each run is a run of its own in Airflow's history, as a manual trigger from the UI is: its
+logical date is the moment it was asked for and the day it publishes is its config
+(`{"submission_date": day}`). `dags test` replaces the run that has the same logical date, so
+runs keyed by the day would erase the earlier run of that day, and the alerts that link to it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -16,13 +23,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pubdata.config import Settings
+from pubdata.errors import ErrorKind
 from pubdata.orchestration.dag_factory import CATALOG_DAG_ID, DEADLINES_ENV, WAREHOUSE_POOL, warehouse_pool_slots
-from pubdata.orchestration.records import RunRecord, RunRecords
+from pubdata.orchestration.records import FailureInfo, RunRecord, RunRecords, now
+
+TERMINAL = ("published", "quarantined", "failed")
+"""Run states that say how a run ended; any other, once its DAG run is over, means it ended unrecorded."""
 
 
 def airflow_env(cfg: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -105,10 +116,24 @@ class RunOutcome:
     seconds: float
     log: Path
     record: RunRecord | None
+    failed_tasks: list[TaskEvent] = field(default_factory=list)  # each with the error's own text, when logged
+    run_id: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and self.record is not None and self.record.state == "published"
+
+    @property
+    def causes(self) -> list[str]:
+        """One line per failed task: which task, and why in the error's own words."""
+        out = [f"{t.task_id}: {t.error or 'failed without an error message; see the log'}" for t in self.failed_tasks]
+        if not out and not self.ok:
+            failure = self.record.failure if self.record is not None else None
+            if failure is not None and failure.error:
+                out.append(f"{failure.task or 'a task'}: {failure.error}")
+            elif self.returncode != 0:
+                out.append("the DAG did not run (see the log: it may not have parsed)")
+        return out
 
 
 def run_catalog(cfg: Settings, date: str, on_task: Callable[[TaskEvent], None] | None = None) -> RunOutcome:
@@ -123,21 +148,47 @@ def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: s
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     follower = TaskLogFollower()
+    failed: list[TaskEvent] = []
     env = airflow_env(cfg, {"PUBDATA_TASK_RETRIES": os.environ.get("PUBDATA_TASK_RETRIES", "0"),
                             DEADLINES_ENV: "off",  # dags test evaluates none, and cannot finish with one
                             "PYTHONUNBUFFERED": "1"})  # lines must reach us as they are logged
+    logical = dt.datetime.now(dt.UTC).isoformat()  # a run of its own (module docstring)
+    conf = json.dumps({"submission_date": date})
     with open(log_path, "w") as log, subprocess.Popen(
-        [airflow_bin(), "dags", "test", dag_id, date], env=env, cwd=cfg.project,
+        [airflow_bin(), "dags", "test", dag_id, logical, "--conf", conf], env=env, cwd=cfg.project,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
             event = follower.feed(line)
+            if event is not None and event.ended and event.state == "failed":
+                failed.append(event)
             if event is not None and on_task is not None:
                 on_task(event)
-    found = RunRecords.open(cfg).get(dataset_id, partition) if record else None
-    return RunOutcome(dataset_id, dag_id, date, proc.returncode, round(time.monotonic() - t0, 1), log_path, found)
+    found = None
+    if record:
+        found = settle(cfg, dataset_id, partition, follower.run_id, failed, proc.returncode)
+    return RunOutcome(dataset_id, dag_id, date, proc.returncode, round(time.monotonic() - t0, 1), log_path, found,
+                      failed, follower.run_id)
+
+
+def settle(cfg: Settings, dataset_id: str, partition: str | None, run_id: str | None, failed: list[TaskEvent],
+           returncode: int) -> RunRecord | None:
+    """The run's record once its DAG run is over: a run that ended without recording how (its
+    failure callback never ran, or the process died) is marked failed here, with the cause the log
+    shows, so that `pubdata status` never calls a finished run running."""
+    records = RunRecords.open(cfg)
+    found = records.get(dataset_id, partition)
+    if found is None or run_id is None or found.run_id != run_id:
+        return found
+    if found.state in TERMINAL or returncode == 0 and found.state == "published":
+        return found
+    task = failed[0] if failed else None
+    error = task.error if task is not None else "the DAG run ended before its tasks recorded an outcome (see the log)"
+    failure = FailureInfo(kind=task.kind if task is not None else "infrastructure", task=task.task_id if task is not None else found.worker.task
+                          if found.worker is not None else None, error=error, at=now())
+    return records.update(dataset_id, partition, state="failed", failure=failure, finished_at=now())
 
 
 @dataclass(frozen=True)
@@ -147,6 +198,8 @@ class TaskEvent:
     task_id: str
     state: str
     seconds: float | None = None  # how long it ran, on its end
+    error: str | None = None  # on a failed end: the first exception the task logged, in its own words
+    kind: ErrorKind = "infrastructure"  # that exception's family (errors.classify); unknown ones are infrastructure
 
     @property
     def ended(self) -> bool:
@@ -163,28 +216,75 @@ class TaskLogFollower:
     """
 
     _START = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+)")
-    _INSTANCE = re.compile(r"\[DAG TEST\] running task <TaskInstance: [^ .]+\.(?P<task>\S+) .*?ti_id=(?P<ti>[0-9a-f-]+)")
+    _INSTANCE = re.compile(r"\[DAG TEST\] running task <TaskInstance: [^ .]+\.(?P<task>\S+) (?P<run>\S+) .*?ti_id=(?P<ti>[0-9a-f-]+)")
+    # The last line of a traceback: `package.module.SomeError: message` at the start of a line. The
+    # first one after a task started is the original error (what follows is what it was wrapped in).
+    _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<cls>[A-Z]\w*(?:Error|Exception|Failed|Refused|Invalid|Changed|"
+                            r"NotValidated|Timeout|Interrupt))(?:: (?P<msg>.*))?$")
     _STATE = re.compile(r"Task instance state updated.*?new_state=(?P<state>\w+).*?ti_id=(?P<ti>[0-9a-f-]+)")
     _END = re.compile(r"\[DAG TEST\] end task task_id=(?P<task>\S+)")
+    _LOGGED = re.compile(r"^\d{4}-\d\d-\d\dT")  # a log record, not a line of a message
 
     def __init__(self) -> None:
         self._task_of: dict[str, str] = {}
         self._state: dict[str, str] = {}
         self._started: dict[str, float] = {}
+        self._error: dict[str, tuple[str, ErrorKind]] = {}
+        self._current: str | None = None
+        self._more: tuple[str, int] | None = None
+        self.run_id: str | None = None
 
     def feed(self, line: str) -> TaskEvent | None:
         if m := self._START.search(line):
             task = m["task"]
             self._started[task] = time.monotonic()
             self._state.pop(task, None)
+            self._error.pop(task, None)
+            self._current = task
             return TaskEvent(task, "running")
         if m := self._INSTANCE.search(line):
             self._task_of[m["ti"]] = m["task"]
+            self.run_id = self.run_id or m["run"]
         elif (m := self._STATE.search(line)) and m["ti"] in self._task_of:
             self._state[self._task_of[m["ti"]]] = m["state"]
         elif m := self._END.search(line):
             task = m["task"]
+            self._current = None
             started = self._started.pop(task, None)
             seconds = round(time.monotonic() - started, 1) if started is not None else None
-            return TaskEvent(task, self._state.pop(task, "failed"), seconds)
+            state = self._state.pop(task, "failed")
+            found = self._error.pop(task, None)
+            if found is None or state != "failed":
+                return TaskEvent(task, state, seconds)
+            return TaskEvent(task, state, seconds, found[0], found[1])
+        elif self._current is not None and self._current not in self._error and (m := self._EXCEPTION.match(line.rstrip())):
+            self._error[self._current] = (own_words(m["cls"], m["msg"] or ""), kind_of(m["cls"]))
+            self._more = self._current, 2
+            return None
+        elif self._more is not None and line.strip() and not self._LOGGED.match(line):
+            # the message's next lines (DuckDB's "Candidate bindings: ..." names the column meant)
+            task, left = self._more
+            text, kind = self._error[task]
+            self._error[task] = (own_words("", f"{text} {' '.join(line.split())}"), kind)
+            self._more = (task, left - 1) if left > 1 else None
+            return None
+        self._more = None
         return None
+
+
+def kind_of(cls: str) -> ErrorKind:
+    """The family of an exception named in a log (errors.classify for a class we only know by name)."""
+    from pubdata import errors
+
+    found = getattr(errors, cls, None)
+    return "data" if isinstance(found, type) and issubclass(found, errors.DataError) else "infrastructure"
+
+
+def own_words(cls: str, message: str, limit: int = 300) -> str:
+    """An error as one line: a pubdata error's message says what happened and what to do, so it
+    stands alone; any other keeps its class name, which is often the only clue (KeyError: 'x')."""
+    from pubdata import errors
+
+    own = not cls or isinstance(getattr(errors, cls, None), type)
+    text = message.strip() if own and message.strip() else f"{cls}: {message.strip()}" if message.strip() else cls
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -17,7 +17,7 @@ from typing import Any
 
 from pubdata.config import Settings, settings
 from pubdata.declarations import Declaration, load
-from pubdata.errors import NotValidated, PolicyRefused, ValidationError, ValidationFailed
+from pubdata.errors import NotValidated, PolicyRefused, UsageError, ValidationError, ValidationFailed
 from pubdata.orchestration import alerts, quarantine
 from pubdata.orchestration.records import CheckSummary, ExportResult, PublishResult, RunRecords, ValidationSummary
 from pubdata.policy.verdict import verdict
@@ -47,6 +47,17 @@ def check_policy(decl: Declaration) -> None:
     v = verdict(decl.spec)
     if not v.allows_publish:
         raise PolicyRefused(f"{decl.id}: policy verdict is {v.status}: {'; '.join(v.reasons)}. Fix: {v.fix}")
+
+
+def check_start_date(decl: Declaration, day: dt.date | None) -> None:
+    """A day before the declaration's start_date is not one the dataset publishes."""
+    if day is not None and decl.spec.incremental and day < decl.spec.start_date:
+        raise UsageError(before_start_date(decl, day))
+
+
+def before_start_date(decl: Declaration, day: dt.date) -> str:
+    return (f"{day} is before the dataset's start_date {decl.spec.start_date} ({decl.metadata_path.name}): run a day "
+            "from start_date on, or move start_date back if the data really begins earlier")
 
 
 def check_query_statically(decl: Declaration) -> None:
@@ -102,6 +113,7 @@ def stage(dataset_id: str, partition: dt.date | None, run_id: str = "manual", cf
     cfg = cfg or settings()
     decl = load(dataset_id, cfg.project)
     check_policy(decl)
+    check_start_date(decl, partition)
     check_query_statically(decl)
     stage_plan = plan(decl.query, decl.spec)
     part = partition if decl.spec.incremental else None
@@ -109,7 +121,7 @@ def stage(dataset_id: str, partition: dt.date | None, run_id: str = "manual", cf
     wh = warehouse(cfg, decl, run_id)
     quarantine.purge(cfg, decl.id, warehouse=wh)  # expired quarantine of this dataset
     records = RunRecords.open(cfg)
-    records.start(decl.id, part_s, run_id)
+    records.start(decl.id, part_s, run_id, task="stage")
     quarantine.release(cfg, decl.id, part_s)  # this run's table replaces a quarantined one of the same day
     staged = wh.stage(decl.id, stage_plan, query_params(decl, partition), part,
                       partition_field=decl.spec.partition_field, order_by=list(decl.spec.policy.columns))
@@ -132,6 +144,7 @@ def validate(dataset_id: str, staged_d: dict[str, Any], run_id: str | None = Non
     if run_id is None:
         record = records.get(decl.id, staged.partition)
         run_id = record.run_id if record is not None else "manual"
+    records.claim(decl.id, staged.partition, run_id, "validate")
     wh = warehouse(cfg, decl, run_id)
     previous = previous_published(public_store(cfg), decl, staged.partition)
     # Before the suite: a change to the table during or after validation shows at export.
@@ -159,9 +172,11 @@ def validate(dataset_id: str, staged_d: dict[str, Any], run_id: str | None = Non
 
 def _check(c: CheckResult) -> CheckSummary:
     # The summary goes into the run record and, for warnings, into the public metadata.json.
-    observed = shown(asdict(c))["observed"] if c.sensitive else redacted(c.observed)
+    texts = shown(asdict(c))
+    observed = texts["observed"] if c.sensitive else redacted(c.observed)
     return CheckSummary(expectation=c.expectation, description=c.description, severity=c.severity,
-                        observed=observed, expected=c.expected, error=c.error)
+                        observed=observed, expected=c.expected, error=c.error,
+                        finding=texts["finding"] or None, cells=texts["cells"] or None)
 
 
 def run_key(run_id: str) -> str:
@@ -181,6 +196,7 @@ def export(dataset_id: str, staged_d: dict[str, Any], validation_d: dict[str, An
     check_policy(decl)
     staged = StagedTable.from_dict(staged_d)
     summary = _passed(decl, staged, validation_d)
+    RunRecords.open(cfg).claim(decl.id, staged.partition, run_id, "export")
     if summary.fingerprint is None:
         raise NotValidated(f"{decl.id}: refusing to export {staged.partition or 'the full table'}: its validation "
                            "recorded no fingerprint of the staged rows; run the DAG again")
@@ -205,6 +221,7 @@ def publish(dataset_id: str, staged_d: dict[str, Any], validation_d: dict[str, A
     staged = StagedTable.from_dict(staged_d)
     summary = _passed(decl, staged, validation_d)
     exported = ExportResult.model_validate(exported_d)
+    RunRecords.open(cfg).claim(decl.id, staged.partition, run_id, "publish")
     v = summary.model_dump(mode="json")
     result = PublishResult.model_validate(publishing.publish(
         decl, staged, [ExportedFile(**e) for e in exported.files], list(exported.columns), public_store(cfg),

@@ -112,3 +112,21 @@ def render_batch_sql(tree: exp.Query, dialect: str) -> str:
 def batch_query(text: str, *, read: str = SOURCE_DIALECT, write: str) -> str:
     """Parse, check and render in one step (BatchSqlError when the text is refused)."""
     return render_batch_sql(parse_batch_sql(text, read), write)
+
+
+def unknown_columns(text: str, declared: set[str], dialect: str = SOURCE_DIALECT) -> list[str]:
+    """Columns the query reads that are neither declared columns of the staged rows nor names the
+    query defines itself (aliases, CTE columns), in order of appearance; [] when it does not parse."""
+    try:
+        tree = parse_batch_sql(text, dialect)
+    except BatchSqlError:
+        return []
+    own = {a.alias for a in tree.find_all(exp.Alias)}
+    own |= {c.name for alias in tree.find_all(exp.TableAlias) for c in alias.columns}
+    own |= {alias.name for alias in tree.find_all(exp.TableAlias)}
+    out: list[str] = []
+    for column in tree.find_all(exp.Column):
+        name = column.name
+        if name and name not in declared and name not in own and name not in out:
+            out.append(name)
+    return out

@@ -6,6 +6,7 @@ line numbers come from the YAML node tree (yaml.compose), which keeps each node'
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pubdata.declarations import Declaration
+from pubdata.declarations.loader import yaml_error_position, yaml_error_text
 from pubdata.declarations.untrusted import clip, compose_yaml, read_text, shorten
 from pubdata.errors import ExpectationsFileError, FileRefused
-from pubdata.validation.batch_sql import SOURCE_DIALECT, BatchSqlError, batch_query
+from pubdata.validation.batch_sql import SOURCE_DIALECT, BatchSqlError, batch_query, unknown_columns
 from pubdata.validation.expectations import build_expectation
 from pubdata.validation.expectations.row_count_band import DEFAULT_ROW_COUNT_BAND, RowCountBand
 from pubdata.validation.expectations.totals import MARKER_RE, Total, totals_expectation
@@ -92,9 +94,9 @@ def load(path: Path | None, decl: Declaration | None = None,
     except FileRefused as exc:
         raise ExpectationsFileError(f"{path}:{exc.line or 1}: {exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ExpectationsFileError(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML: "
-                                    f"{clip(str(getattr(exc, 'problem', None) or exc), 200)}") from None
+        line, column = yaml_error_position(exc)
+        raise ExpectationsFileError(f"{path}:{line or 1}{f':{column}' if column else ''}: not valid YAML: "
+                                    f"{yaml_error_text(exc)}") from None
     r = _Reader(path, lines)
     if not isinstance(raw, dict) or set(raw) - set(TOP_KEYS):
         extra = sorted(set(raw) - set(TOP_KEYS)) if isinstance(raw, dict) else []
@@ -106,7 +108,7 @@ def load(path: Path | None, decl: Declaration | None = None,
     if not isinstance(items, list):
         raise r.fail(("expectations",), "expected a list of expectations")
     for i, item in enumerate(items):
-        out.specs.append(_expectation(r, ("expectations", i), item, dialect))
+        out.specs.append(_expectation(r, ("expectations", i), item, dialect, decl))
     totals = raw.get("totals") or []
     if not isinstance(totals, list):
         raise r.fail(("totals",), "expected a list of totals")
@@ -127,7 +129,23 @@ def _severity(r: _Reader, where: tuple, item: dict, default: str = "fail") -> st
     return severity
 
 
-def _expectation(r: _Reader, where: tuple, item: Any, dialect: str) -> ExpectationSpec:
+COLUMN_ARGUMENTS = ("column", "column_A", "column_B", "column_list", "column_set", "columns")
+"""GX arguments that name columns of the batch (one name, or a list of names)."""
+
+
+def _declared(r: _Reader, where: tuple, names: list[str], decl: Declaration, what: str) -> None:
+    """Every column an expectation names must be a declared column: the staged rows have no other."""
+    declared = list(decl.spec.policy.columns)
+    for name in names:
+        if name not in declared:
+            close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise r.fail(where, f"{what} {clip(name, 60)}, which is not a declared column of "
+                         f"{decl.id} ({', '.join(declared)}); {hint}name a declared dimension or metric, or remove "
+                         "the expectation if its column was removed")
+
+
+def _expectation(r: _Reader, where: tuple, item: Any, dialect: str, decl: Declaration | None = None) -> ExpectationSpec:
     import great_expectations as gx
 
     if not isinstance(item, dict):
@@ -143,6 +161,9 @@ def _expectation(r: _Reader, where: tuple, item: Any, dialect: str) -> Expectati
         except BatchSqlError as exc:
             raise r.fail(where + ("sql",), f"{exc}. An expectation is one SELECT over {{batch}} whose rows are "
                          "the violations") from None
+        if decl is not None:
+            _declared(r, where + ("sql",), unknown_columns(item["sql"], set(decl.spec.policy.columns)), decl,
+                      "the query reads column")
         spec = ExpectationSpec("UnexpectedRowsExpectation", {"unexpected_rows_query": query}, severity,
                                item.get("description") or "SQL expectation", "dataset")
         key = "sql"
@@ -158,6 +179,12 @@ def _expectation(r: _Reader, where: tuple, item: Any, dialect: str) -> Expectati
         kwargs = item.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise r.fail(where + ("kwargs",), "expected a mapping of argument names to values")
+        if decl is not None:
+            for arg in COLUMN_ARGUMENTS:
+                value = kwargs.get(arg)
+                names = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
+                    if isinstance(value, list) else []
+                _declared(r, where + ("kwargs", arg), names, decl, f"{arg} names column")
         spec = ExpectationSpec(name, dict(kwargs), severity,
                                item.get("description") or f"{name} {json.dumps(kwargs, default=str)}", "dataset")
         key = "kwargs" if "kwargs" in item else "expectation"
@@ -166,16 +193,28 @@ def _expectation(r: _Reader, where: tuple, item: Any, dialect: str) -> Expectati
     try:
         build_expectation(spec)
     except Exception as exc:  # pydantic errors from GX: a bad or missing argument, a bad query
-        raise r.fail(where + (key,), f"{_argument_errors(exc)}; check the argument names and types") from None
+        allowed = list(getattr(getattr(gx.expectations, spec.name, None), "__fields__", {})) if "sql" not in item else []
+        raise r.fail(where + (key,), f"{_argument_errors(exc, allowed)}; check the argument names and types") from None
     return spec
 
 
-def _argument_errors(exc: Exception) -> str:
-    """`column: field required; colum: extra fields not permitted` from GX's pydantic error."""
+def _argument_errors(exc: Exception, allowed: list[str] | None = None) -> str:
+    """`column: required argument missing; colum: unknown argument (did you mean column?)` from GX's
+    pydantic error, in words rather than pydantic's."""
     errors = getattr(exc, "errors", None)
     if callable(errors):
         try:
-            parts = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'arguments'}: {e.get('msg')}" for e in errors()]
+            parts = []
+            for e in errors():
+                name = ".".join(str(p) for p in e.get("loc", ())) or "arguments"
+                kind = str(e.get("type", ""))
+                if kind in ("value_error.missing", "missing"):
+                    parts.append(f"{name}: required argument missing")
+                elif kind in ("value_error.extra", "extra_forbidden"):
+                    close = difflib.get_close_matches(name, allowed or [], n=1, cutoff=0.6)
+                    parts.append(f"{name}: unknown argument" + (f" (did you mean {close[0]}?)" if close else ""))
+                else:
+                    parts.append(f"{name}: {e.get('msg')}")
             if parts:
                 return "; ".join(parts)
         except Exception:  # not pydantic's shape after all

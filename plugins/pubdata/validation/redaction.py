@@ -73,4 +73,14 @@ def shown(check: dict[str, Any]) -> dict[str, str]:
         expected = "no rows"  # an SQL expectation: the query lists the violations
     if isinstance(observed, int) and not isinstance(observed, bool) and check.get("expectation") in ROW_COUNTS:
         observed = f"{observed} row(s)"
-    return {"observed": _text(observed), "expected": _text(expected), "sample": sample_text}
+    finding = check.get("finding") if not check.get("sensitive") else None
+    cells = [] if check.get("sensitive") else check.get("cells") or []
+    return {"observed": _text(observed), "expected": _text(expected), "sample": sample_text,
+            "finding": redact_text(str(finding)) if finding else "",
+            "cells": _cells(redacted(cells)) if cells else ""}
+
+
+def _cells(cells: list[Any]) -> str:
+    """The failing cells, each as its dimension values: `country=US os=Linux; ...`."""
+    return _text("; ".join(" ".join(f"{k}={v}" for k, v in c.items()) if isinstance(c, dict) else str(c) for c in cells),
+                 600)

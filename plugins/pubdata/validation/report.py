@@ -27,6 +27,8 @@ class CheckResult:
     unexpected_sample: list[Any] = field(default_factory=list)
     error: str | None = None
     sensitive: bool = False  # its values may be identifiers: alerts and reports withhold them
+    finding: str | None = None  # what a failed check found, in words (validation.findings)
+    cells: list[Any] = field(default_factory=list)  # the first failing cells, by their dimension values
 
     @property
     def status(self) -> str:
@@ -63,9 +65,9 @@ class ValidationReport:
         for c in self.errors:
             lines.append(f"  ERROR   {c.description}: {c.error}")
         for c in self.failures:
-            lines.append(f"  FAILED  {c.description}: observed {_short(c.observed)}, expected {_short(c.expected)}")
+            lines.append(f"  FAILED  {c.description}: {_found(c)}")
         for c in self.warnings:
-            lines.append(f"  WARNING {c.description}: observed {_short(c.observed)}, expected {_short(c.expected)}")
+            lines.append(f"  WARNING {c.description}: {_found(c)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +75,11 @@ class ValidationReport:
         for c, raw in zip(d["checks"], self.checks):
             c["status"] = raw.status
         return d
+
+
+def _found(c: CheckResult) -> str:
+    """What a failed check found: in words when known, else GX's observed and expected values."""
+    return c.finding or f"observed {_short(c.observed)}, expected {_short(c.expected)}"
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -40,6 +40,7 @@ def validate(decl: Declaration, warehouse: Warehouse, staged: StagedTable,
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     specs = suite_for(decl, warehouse) if specs is None else specs
+    all_specs = list(specs)
     checks: list[CheckResult] = []
     try:
         import great_expectations as gx
@@ -101,6 +102,7 @@ def validate(decl: Declaration, warehouse: Warehouse, staged: StagedTable,
             ))
     except Exception as exc:  # the suite could not run at all
         checks.append(CheckResult("suite", "run the validation suite", "fail", False, error=f"{type(exc).__name__}: {exc}"))
+    _describe(checks, all_specs, decl, warehouse, staged)
     row_count = None
     try:
         row_count = int(warehouse.scalar(staged, "SELECT count(*) FROM {table}"))
@@ -115,6 +117,20 @@ def validate(decl: Declaration, warehouse: Warehouse, staged: StagedTable,
         outcome = "passed"
     return ValidationReport(decl.id, staged.partition, outcome, checks, row_count,
                             started.isoformat(timespec="seconds"), round(time.monotonic() - t0, 3))
+
+
+def _describe(checks: list[CheckResult], specs: list[ExpectationSpec], decl: Declaration, warehouse: Warehouse,
+              staged: StagedTable) -> None:
+    """Each failed check's finding in words and its failing cells (validation.findings)."""
+    from pubdata.validation import findings
+
+    by_check = {(s.name, s.description): s for s in specs}
+    dimensions = [d.name for d in decl.spec.policy.dimensions]
+    for check in checks:
+        try:
+            findings.describe(check, by_check.get((check.expectation, check.description)), warehouse, staged, dimensions)
+        except Exception:  # the words are a courtesy: the check's own observed and expected stay
+            check.finding, check.cells = None, []
 
 
 def _release(context, batch) -> None:

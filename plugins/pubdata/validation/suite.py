@@ -42,7 +42,7 @@ def policy_expectations(decl: Declaration) -> list[ExpectationSpec]:
         ExpectationSpec(
             "ExpectTableRowCountToBeBetween",
             {"min_value": 1},
-            description="the query returned rows",
+            description="the query returns at least one row",
         ),
     ]
     if p.bucket_column:

@@ -227,6 +227,11 @@ class Warehouse(ABC):
     def drop(self, staged: StagedTable) -> None:
         """Remove a staged table (after a successful publish); absent is fine."""
 
+    def latest_source_day(self, table: str) -> dt.date | None:
+        """The last day a source table has rows for, when this engine can tell cheaply (the
+        embedded warehouse's local data); None when unknown or empty. `pubdata new` starts there."""
+        return None
+
     @abstractmethod
     def source_ready(self, table: str, day: dt.date) -> bool:
         """Whether a source table (its production name, `project.dataset.table`) has rows for this day.

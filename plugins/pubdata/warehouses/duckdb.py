@@ -363,6 +363,29 @@ class DuckDBWarehouse(Warehouse):
             with self._connect(staged.dataset_id, read_only=False, attach_source=False) as con:
                 con.execute(f"DROP TABLE IF EXISTS {self._table(staged)}")
 
+    def latest_source_day(self, table: str) -> dt.date | None:
+        parts = table.replace("`", "").split(".")
+        if len(parts) < 2 or not self.source.is_file():
+            return None
+        schema, name = parts[-2], parts[-1]
+        try:
+            con = duckdb.connect(str(self.source), read_only=True)
+        except duckdb.Error:
+            return None
+        try:
+            columns = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [schema, name]).fetchall()}
+            column = next((c for c in PARTITION_COLUMNS if c in columns), None)
+            if column is None:
+                return None
+            found = con.execute(f"SELECT max(CAST({_ident(column)} AS DATE)) FROM {_ident(schema)}.{_ident(name)}").fetchone()
+            return found[0] if found and found[0] is not None else None
+        except duckdb.Error:
+            return None
+        finally:
+            con.close()
+
     def source_ready(self, table: str, day: dt.date) -> bool:
         """Whether the source table has rows on this day (in its submission_date/_timestamp column)."""
         parts = table.replace("`", "").split(".")

@@ -56,7 +56,7 @@ def check(spec: ExpectationSpec, decl: Declaration, warehouse: Warehouse, staged
         where = f"{units} IS NULL OR {units} < {k}"
         shown = [*_dimensions(decl, warehouse), units]
         expected: Any = {"clients per row": f">= {k:,}"}
-        why = "distinct clients"
+        why = f"under {k:,} distinct clients"
     else:
         bucket = warehouse.quote(spec.kwargs["column"])
         k = int(spec.kwargs["minimum"])
@@ -67,7 +67,7 @@ def check(spec: ExpectationSpec, decl: Declaration, warehouse: Warehouse, staged
             where = f"{bucket} IS NULL OR {bucket} <> {units}"
             expected = {spec.kwargs["column"]: "= the row's distinct clients"}
         shown = [*_dimensions(decl, warehouse), bucket, units]
-        why = "rows whose count disagrees"
+        why = f"whose {spec.kwargs['column']} disagrees with the warehouse's count"
     count = int(warehouse.scalar(staged, f"SELECT COUNT(*) FROM {{table}} WHERE {where}") or 0)
     sample: list[dict[str, Any]] = []
     if count:
@@ -76,7 +76,7 @@ def check(spec: ExpectationSpec, decl: Declaration, warehouse: Warehouse, staged
         rows = warehouse.rows(staged, f"SELECT {', '.join(shown)} FROM {{table}} WHERE {where} ORDER BY {units}",
                               SAMPLE)
         sample = [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in rows]
-    observed = f"{count:,} row(s): {why}" if count else "every row"
+    observed = f"{count:,} row{'' if count == 1 else 's'} {why}" if count else "every row"
     return {"success": count == 0, "observed": observed, "expected": expected, "unexpected_sample": sample}
 
 
