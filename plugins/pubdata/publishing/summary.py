@@ -1,0 +1,109 @@
+"""What the public pages show of the data itself, computed once per publish: the first rows (a
+preview) and the main metric's total per day (the chart), recorded in metadata.json; and when the
+published content last really changed, so the feed announces changes, not republishes.
+
+Read from the files just published, so the page shows exactly what a reader downloads. The totals
+are sums of published cells only (the policy allows totals derived from published cells; a total
+over all clients minus the published cells would reveal the suppressed ones).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pubdata.declarations import Declaration
+from pubdata.errors import StoreError
+from pubdata.stores.base import Store
+
+PREVIEW_ROWS = 10
+VOLATILE = ("generated_at", "last_updated", "validation", "changed_at", "content_sha256", "pipeline_version", "links")
+"""metadata.json keys that change with every publish even when what is published does not."""
+
+
+def main_metric(decl: Declaration, families: dict[str, str]) -> str:
+    """The metric the chart shows: the first declared count (an integer column: its sum over a day's
+    rows means something, a ratio's would not) that is not the client count, else the client count."""
+    policy = decl.spec.policy
+    counts = [m.name for m in policy.metrics if families.get(m.name) == "integer"]
+    others = [n for n in counts if n != policy.bucket_column]
+    if others:
+        return others[0]
+    return policy.bucket_column or (counts[0] if counts else policy.metrics[0].name)
+
+
+def date_column(decl: Declaration) -> str | None:
+    """The column that says which day a row is about: the partition field, else a date dimension."""
+    if decl.spec.incremental and decl.spec.partition_field:
+        return decl.spec.partition_field
+    return next((d.name for d in decl.spec.policy.dimensions if d.kind == "date"), None)
+
+
+@dataclass
+class Seen:
+    """The published rows' preview and the metric's totals by day."""
+
+    metric: str
+    date_column: str | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, float | int] = field(default_factory=dict)
+
+    def preview(self, partition: str | None) -> dict[str, Any]:
+        return {"partition": partition, "rows": self.rows}
+
+    def merged_totals(self, existing: Any, keep_days: set[str] | None) -> dict[str, Any]:
+        """This publish's totals, over an incremental table's earlier days (keep_days: its partitions)."""
+        days: dict[str, float | int] = {}
+        if keep_days is not None and isinstance(existing, dict) and existing.get("metric") == self.metric \
+                and isinstance(existing.get("days"), dict):
+            days = {d: v for d, v in existing["days"].items() if d in keep_days}
+        days.update(self.totals)
+        return {"metric": self.metric, "date_column": self.date_column, "days": dict(sorted(days.items()))}
+
+
+def summarize(decl: Declaration, store: Store, keys: list[str], columns: list[tuple[str, str, str]]) -> Seen:
+    """Read the published JSON files one at a time (each at most the export's max_file_bytes).
+
+    columns: (name, warehouse type, type family) of the published columns.
+    """
+    seen = Seen(main_metric(decl, {name: family for name, _type, family in columns}), date_column(decl))
+    for key in keys:
+        obj = store.read(key)
+        if obj is None:
+            raise StoreError(f"{decl.id}: {key} vanished from {store.url} while publishing; run publish again")
+        rows = json.loads(obj.data)
+        if len(seen.rows) < PREVIEW_ROWS:
+            seen.rows.extend(rows[:PREVIEW_ROWS - len(seen.rows)])
+        if seen.date_column is None:
+            continue
+        for row in rows:
+            day, value = row.get(seen.date_column), row.get(seen.metric)
+            if day is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            day = str(day)[:10]
+            seen.totals[day] = seen.totals.get(day, 0) + value
+    return seen
+
+
+def content_sha256(record: dict[str, Any]) -> str:
+    """A digest of what a reader gets from this version: everything but the publish's own time stamps."""
+    content = {k: v for k, v in record.items() if k not in VOLATILE}
+    content["partitions"] = {
+        day: {k: v for k, v in (p or {}).items() if k != "published_at"}
+        for day, p in (record.get("partitions") or {}).items()
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stamp_change(record: dict[str, Any], existing: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """record with content_sha256 and changed_at: now when its content differs from the existing
+    record's, else the existing changed_at (an identical republish changes nothing a reader sees)."""
+    digest = content_sha256(record)
+    if existing.get("content_sha256") == digest and existing.get("changed_at"):
+        changed_at = existing["changed_at"]
+    else:
+        changed_at = now.isoformat()
+    return {**record, "content_sha256": digest, "changed_at": changed_at}
