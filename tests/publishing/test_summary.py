@@ -5,6 +5,7 @@ configured)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -71,6 +72,19 @@ def test_an_identical_republish_is_not_a_change(harness):
     assert again["changed_at"] == first["changed_at"] and again["content_sha256"] == first["content_sha256"]
     [entry] = catalog.refresh(harness.store, harness.base_url)
     assert entry.is_new and entry.updated_iso == catalog._rfc3339(first["changed_at"])
+
+    # A new earlier day is a change; publishing it again as it was is not, and the preview stays
+    # on the newest day.
+    older = DAY - dt.timedelta(days=1)
+    harness.publish(decl, marker=1, n=5, day=older)
+    with_older = _meta(harness, decl)
+    assert with_older["changed_at"] > again["changed_at"]
+    harness.publish(decl, marker=1, n=5, day=older, run_key="older-again")
+    older_again = _meta(harness, decl)
+    assert older_again["latest_partition"] == older.isoformat()
+    assert older_again["changed_at"] == with_older["changed_at"]
+    assert older_again["preview"] == with_older["preview"] and older_again["preview"]["partition"] == DAY.isoformat()
+    again = older_again
 
     # Different rows are a change, and the feed says "Updated".
     harness.publish(decl, marker=2, n=5)

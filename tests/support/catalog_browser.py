@@ -42,9 +42,9 @@ def environment(root: Path, source_warehouse: Path, project: Path, base_url: str
             "PUBDATA_PUBLIC_BASE_URL": base_url}
 
 
-def publish_days(env: Mapping[str, str], days: Mapping[str, list[str]], *, then_catalog: bool = False) -> None:
+def publish_days(env: Mapping[str, str], days: Mapping[str, list[str]], *, catalog_each: bool = False) -> None:
     """Stage, validate, export and publish each dataset id for each of its days, in this process;
-    then_catalog: and rebuild the catalog after, as the catalog DAG does after a batch of publishes."""
+    catalog_each: rebuild the catalog after each publish, as the catalog DAG does on its asset event."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -56,8 +56,8 @@ def publish_days(env: Mapping[str, str], days: Mapping[str, list[str]], *, then_
                 staged = tasks.stage(dataset_id, dt.date.fromisoformat(day), run)
                 validation = tasks.validate(dataset_id, staged, run)
                 tasks.publish(dataset_id, staged, validation, tasks.export(dataset_id, staged, validation, run), run)
-        if then_catalog:
-            tasks.catalog()
+                if catalog_each:
+                    tasks.catalog()
     finally:
         for k, v in saved.items():
             if v is None:

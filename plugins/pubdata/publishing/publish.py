@@ -205,7 +205,7 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
             "last_updated": last_updated,
             "generated_at": now.isoformat(),
             "pipeline_version": __version__,
-            "preview": seen.preview(partition),
+            "preview": seen.preview(partition, existing.get("preview")),
             "daily_totals": seen.merged_totals(existing.get("daily_totals"), set(partitions) if incremental else None),
         }
         return summary.stamp_change(new, existing, now)

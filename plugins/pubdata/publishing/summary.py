@@ -51,7 +51,10 @@ class Seen:
     rows: list[dict[str, Any]] = field(default_factory=list)
     totals: dict[str, float | int] = field(default_factory=dict)
 
-    def preview(self, partition: str | None) -> dict[str, Any]:
+    def preview(self, partition: str | None, existing: Any = None) -> dict[str, Any]:
+        """The first rows of the newest day: republishing an older day keeps the newer day's preview."""
+        if partition is not None and isinstance(existing, dict) and str(existing.get("partition") or "") > partition:
+            return existing
         return {"partition": partition, "rows": self.rows}
 
     def merged_totals(self, existing: Any, keep_days: set[str] | None) -> dict[str, Any]:
@@ -90,7 +93,10 @@ def summarize(decl: Declaration, store: Store, keys: list[str], columns: list[tu
 
 def content_sha256(record: dict[str, Any]) -> str:
     """A digest of what a reader gets from this version: everything but the publish's own time stamps."""
-    content = {k: v for k, v in record.items() if k not in VOLATILE}
+    # An incremental table's latest_partition, files and version say which day was published
+    # last, not what the table holds: its days are all in partitions.
+    ignored = VOLATILE + (("latest_partition", "files", "version") if record.get("incremental") else ())
+    content = {k: v for k, v in record.items() if k not in ignored}
     content["partitions"] = {
         day: {k: v for k, v in (p or {}).items() if k != "published_at"}
         for day, p in (record.get("partitions") or {}).items()
