@@ -2,7 +2,7 @@
 preview) and the main metric's total per day (the chart), recorded in metadata.json; and when the
 published content last really changed, so the feed announces changes, not republishes.
 
-Read from the files just published, so the page shows exactly what a reader downloads. The totals
+Read back from the files just published, so the page shows exactly what a reader downloads. The totals
 are sums of published cells only (the policy allows totals derived from published cells; a total
 over all clients minus the published cells would reveal the suppressed ones).
 """
@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pubdata.declarations import Declaration
@@ -68,27 +70,67 @@ class Seen:
 
 
 def summarize(decl: Declaration, store: Store, keys: list[str], columns: list[tuple[str, str, str]]) -> Seen:
-    """Read the published JSON files one at a time (each at most the export's max_file_bytes).
+    """The preview and the daily totals of the published JSON files, in bounded memory.
 
-    columns: (name, warehouse type, type family) of the published columns.
+    Each file is saved to a temporary file (streamed from GCS); the preview is read line by line
+    (a part holds one row per line) and DuckDB sums the totals, streaming the files: the 256 MiB
+    parts of a 50M-row export are never loaded whole. columns: (name, warehouse type, type family)
+    of the published columns.
     """
-    seen = Seen(main_metric(decl, {name: family for name, _type, family in columns}), date_column(decl))
-    for key in keys:
-        obj = store.read(key)
-        if obj is None:
-            raise StoreError(f"{decl.id}: {key} vanished from {store.url} while publishing; run publish again")
-        rows = json.loads(obj.data)
-        if len(seen.rows) < PREVIEW_ROWS:
-            seen.rows.extend(rows[:PREVIEW_ROWS - len(seen.rows)])
-        if seen.date_column is None:
-            continue
-        for row in rows:
-            day, value = row.get(seen.date_column), row.get(seen.metric)
-            if day is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            day = str(day)[:10]
-            seen.totals[day] = seen.totals.get(day, 0) + value
+    families = {name: family for name, _type, family in columns}
+    seen = Seen(main_metric(decl, families), date_column(decl))
+    with tempfile.TemporaryDirectory(prefix="pubdata-summary-") as tmp:
+        paths = []
+        for i, key in enumerate(keys):
+            path = Path(tmp) / f"{i:06d}.json"
+            try:
+                store.download_file(key, path)
+            except StoreError as exc:
+                raise StoreError(f"{decl.id}: {key} could not be read back from {store.url} while publishing "
+                                 f"({exc}); run publish again") from exc
+            paths.append(path)
+        for path in paths:
+            if len(seen.rows) >= PREVIEW_ROWS:
+                break
+            seen.rows.extend(_first_rows(path, PREVIEW_ROWS - len(seen.rows)))
+        if seen.date_column is not None and paths:
+            seen.totals = _totals(paths, seen.date_column, seen.metric, families.get(seen.metric))
     return seen
+
+
+def _first_rows(path: Path, n: int) -> list[dict[str, Any]]:
+    """The first n rows of a JSON part as written by publishing.parts: "[", one row per line, "]"."""
+    rows: list[dict[str, Any]] = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if line in (b"", b"[", b"]", b"[]"):
+                continue
+            try:
+                rows.append(json.loads(line.removesuffix(b",")))
+            except json.JSONDecodeError:
+                return json.loads(path.read_bytes())[:n]  # not one row per line: read it whole
+            if len(rows) >= n:
+                break
+    return rows
+
+
+def _totals(paths: list[Path], day: str, metric: str, family: str | None) -> dict[str, float | int]:
+    """The metric's sum per day over the files. The names are declared identifiers (lowercase
+    letters, digits and underscores), so they can be spelled into the SQL."""
+    import duckdb
+
+    kind = "HUGEINT" if family == "integer" else "DOUBLE"
+    con = duckdb.connect(config={"memory_limit": "256MB", "threads": 1})
+    try:
+        rows = con.execute(
+            f'SELECT "{day}", sum("{metric}") FROM read_json(?, format = \'array\', '
+            f"columns = {{'{day}': 'VARCHAR', '{metric}': '{kind}'}}) GROUP BY 1",
+            [[str(p) for p in paths]],
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(d)[:10]: (int(v) if kind == "HUGEINT" else float(v)) for d, v in rows if d is not None and v is not None}
 
 
 def content_sha256(record: dict[str, Any]) -> str:
