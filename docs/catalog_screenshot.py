@@ -36,7 +36,7 @@ def main(out: Path) -> None:
         print(f"synthetic source data for {days[0]} to {days[-1]} ...", flush=True)
         generate(source, SynthSpec())
         port = browser.free_port()
-        env = browser.environment(root, source, REPO, f"http://127.0.0.1:{port}/")
+        env = browser.environment(root, source, browser.project_from(root, days[0]), f"http://127.0.0.1:{port}/")
         print(f"publishing {len(publishable)} datasets for {len(days)} days ...", flush=True)
         browser.publish_days(env, dict.fromkeys(publishable, days))
         with browser.served_catalog(env, port) as base:

@@ -250,7 +250,7 @@ def served(tmp_path_factory, source_warehouse):
     catalog --serve` on loopback. Yields the public base URL."""
     root = tmp_path_factory.mktemp("catalog-e2e")
     port = browser.free_port()
-    env = browser.environment(root, source_warehouse, REPO, f"http://127.0.0.1:{port}/")
+    env = browser.environment(root, source_warehouse, browser.project_from(root, EARLIEST), f"http://127.0.0.1:{port}/")
     # the catalog rebuilt after each publish, as the catalog DAG does on each publish's asset event
     browser.publish_days(env, DAYS, catalog_each=True)
     browser.publish_days(env, {REPUBLISHED: [DATE]}, catalog_each=True)  # an identical republish: not an update

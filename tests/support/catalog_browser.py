@@ -36,6 +36,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def project_from(root: Path, start_date: str) -> Path:
+    """A copy of the repository's declarations whose start_date is moved back to start_date, so the
+    synthetic data's earlier days can be published (a run before start_date is refused)."""
+    from tests.support.project import copy_project
+
+    project = copy_project(root / "project")
+    for path in (project / "metadata").rglob("*.yaml"):
+        text = path.read_text()
+        path.write_text(re.sub(r"(?m)^start_date: .*$", f"start_date: {start_date}", text))
+    return project
+
+
 def environment(root: Path, source_warehouse: Path, project: Path, base_url: str) -> dict[str, str]:
     return {"PUBDATA_PROJECT": str(project), "PUBDATA_HOME": str(root / "home"),
             "PUBDATA_WAREHOUSE": f"duckdb://{source_warehouse}", "PUBDATA_BUCKET": f"file://{root / 'home' / 'public'}",
