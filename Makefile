@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATE ?= 2026-11-01
 export PUBDATA_PROJECT := $(CURDIR)
 
-.PHONY: install demo demo-distributed test test-fast lint check bench lock clean airflow
+.PHONY: install demo demo-distributed test test-fast lint check bench lock clean airflow catalog-screenshot
 
 install: $(STAMP)
 
@@ -40,7 +40,7 @@ test-fast: lint
 	$(BIN)/python -m pytest -m "not airflow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check plugins tests bench dags
+	$(BIN)/ruff check plugins tests bench dags docs
 	$(BIN)/mypy
 
 bench: $(STAMP)
@@ -51,6 +51,10 @@ lock:
 
 airflow: $(STAMP)
 	$(BIN)/pubdata airflow
+
+# The README's picture of the public catalog, rendered by headless Chromium (Debian's chromium).
+catalog-screenshot: $(STAMP)
+	$(BIN)/python docs/catalog_screenshot.py docs/catalog.png
 
 clean:
 	rm -rf var

@@ -16,6 +16,10 @@ from pathlib import Path
 from pubdata.errors import ConfigurationError
 
 DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000/"
+DEFAULT_PUBLIC_CONTACT = "public-data@example.org"
+"""The team alias the public pages and documents name unless PUBDATA_PUBLIC_CONTACTS says otherwise."""
+OWNERS = "owners"
+"""PUBDATA_PUBLIC_CONTACTS value that publishes each declaration's own owners instead."""
 
 
 def project_root() -> Path:
@@ -43,6 +47,14 @@ class Settings:
     staging_bucket_url: str | None = None  # PUBDATA_STAGING_BUCKET
     state_store_url: str | None = None     # PUBDATA_STATE_URL
     airflow_api_url: str | None = None     # PUBDATA_AIRFLOW_API_URL
+    public_contacts_setting: tuple[str, ...] = (DEFAULT_PUBLIC_CONTACT,)  # PUBDATA_PUBLIC_CONTACTS
+
+    def public_contacts(self, owners: list[str]) -> list[str]:
+        """Whom the public documents of a dataset with these owners name: the configured addresses
+        (a team alias by default), or the owners themselves only when configured as `owners`."""
+        if self.public_contacts_setting == (OWNERS,):
+            return list(owners)
+        return list(self.public_contacts_setting)
 
     @property
     def staging_url(self) -> str:
@@ -111,4 +123,21 @@ def settings() -> Settings:
         staging_bucket_url=os.environ.get("PUBDATA_STAGING_BUCKET") or None,
         state_store_url=os.environ.get("PUBDATA_STATE_URL") or None,
         airflow_api_url=os.environ.get("PUBDATA_AIRFLOW_API_URL") or None,
+        public_contacts_setting=_public_contacts(os.environ.get("PUBDATA_PUBLIC_CONTACTS")),
     )
+
+
+def _public_contacts(value: str | None) -> tuple[str, ...]:
+    if value is None or not value.strip():
+        return (DEFAULT_PUBLIC_CONTACT,)
+    contacts = tuple(c.strip() for c in value.split(",") if c.strip())
+    if contacts == (OWNERS,):
+        return contacts
+    bad = [c for c in contacts if c == OWNERS or "@" not in c or any(ch.isspace() or ch in "<>\",;:()[]" for ch in c)]
+    if bad or not contacts:
+        raise ConfigurationError(
+            f"PUBDATA_PUBLIC_CONTACTS={value!r}: {', '.join(map(repr, bad)) or 'no address'} is not an e-mail "
+            f"address; give comma-separated addresses (e.g. a team alias such as {DEFAULT_PUBLIC_CONTACT}), "
+            f"or '{OWNERS}' alone to publish each dataset's declared owners"
+        )
+    return contacts

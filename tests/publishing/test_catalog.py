@@ -5,13 +5,11 @@ every link on the page and in the feed followed."""
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
+import html
 import json
 import os
-import shutil
-import socket
-import subprocess
-import time
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,6 +23,7 @@ from pubdata.policy import verdict as policy
 from pubdata.publishing import catalog
 from pubdata.stores.base import PreconditionFailed
 from pubdata.stores.local import LocalStore
+from tests.support import catalog_browser as browser
 from tests.support.project import REPO, pubdata_cli
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -37,6 +36,7 @@ class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
         self.links: list[str] = []
+        self.scripts: list[str] = []
         self.ids: set[str] = set()
         self.h2: list[str] = []
         self._in_h2 = False
@@ -47,6 +47,8 @@ class _Page(HTMLParser):
             self.ids.add(attrs["id"])
         if tag in ("a", "link") and attrs.get("href"):
             self.links.append(attrs["href"])
+        if tag == "script" and attrs.get("src"):
+            self.scripts.append(attrs["src"])
         self._in_h2 = tag == "h2"
 
     def handle_endtag(self, tag):
@@ -121,6 +123,23 @@ def test_catalog_shows_every_table_escaped_with_relative_links(tmp_path):
         alternate = [link.get("href") for link in e.findall(f"{ATOM}link") if link.get("rel") == "alternate"]
         assert alternate and alternate[0].startswith(BASE + "#telemetry_public.")
     assert feed.findtext(f"{ATOM}updated") == "2026-11-01T05:00:00.000000Z"
+
+
+def test_every_published_day_is_on_the_page(tmp_path):
+    """All nine days, as many as the page counts: the latest seven open, the others one click away."""
+    store = LocalStore(tmp_path)
+    days = [f"2026-10-{d:02d}" for d in range(21, 30)]
+    _fake_publish(store, "page_loads", "Loads", days)
+    catalog.refresh(store, BASE)
+    html = store.read("index.html").data.decode()
+    listed = re.findall(r"<tr><td>(\d{4}-\d{2}-\d{2})</td><td><a href=\"([^\"]+)\"", html)
+    assert [day for day, _ in listed] == sorted(days, reverse=True)
+    assert all(f"/files/{day}/abc/000000000000.json" in href for day, href in listed)
+    assert "9 days, 2026-10-21 to 2026-10-29" in html
+    opened, older = html.split('<details class="older-days">')
+    assert opened.count('000000000000.json">') == 7 and older.count('000000000000.json">') == 2 and "2 earlier days" in older
+    # A metadata.json from before field_type: the column's type still in public terms.
+    assert "VARCHAR" not in html and "<td><code>country</code></td><td>string</td><td>a JSON string</td>" in html
 
 
 def test_an_update_within_the_same_second_is_announced_as_an_update(tmp_path):
@@ -214,106 +233,90 @@ def test_catalog_command_rebuilds_from_the_bucket(project, tmp_path):
 
 # -- end to end, in a real browser --------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium")
-DATE, EARLIER = "2026-11-01", "2026-10-31"
+DATE, EARLIER, EARLIEST = "2026-11-01", "2026-10-31", "2026-10-30"
 PUBLISHABLE = sorted((d for d in load_all(REPO).declarations.values() if policy.verdict(d.spec).allows_publish),
                      key=lambda d: d.id)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120,
-    )
+DAYS = {d.id: [EARLIEST, EARLIER, DATE] if d.table == "page_loads_by_country" else [DATE] for d in PUBLISHABLE}
+REPUBLISHED = next(d for d in PUBLISHABLE if d.table == "hardware_report").id
+JARGON = browser.PUBLIC_JARGON
+OWNER_ADDRESSES = {o for d in PUBLISHABLE for o in d.spec.owners}
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, source_warehouse):
     """Every publishable dataset published (stage, validate, export, publish: the task code, no
-    Airflow) into a fresh bucket, the page-loads example for two days; then `pubdata catalog
-    --serve` on loopback. Yields the public base URL."""
-    from pubdata.orchestration import tasks
-
+    Airflow) into a fresh bucket, the page-loads example for three days, then the hardware
+    report's day again with the same rows, the catalog rebuilt after each publish; then `pubdata
+    catalog --serve` on loopback. Yields the public base URL."""
     root = tmp_path_factory.mktemp("catalog-e2e")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}/"
-    env = {"PUBDATA_PROJECT": str(REPO), "PUBDATA_HOME": str(root / "home"),
-           "PUBDATA_WAREHOUSE": f"duckdb://{source_warehouse}", "PUBDATA_BUCKET": f"file://{root / 'home' / 'public'}",
-           "PUBDATA_PUBLIC_BASE_URL": base}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        for decl in PUBLISHABLE:
-            for day in ([EARLIER, DATE] if decl.table == "page_loads_by_country" else [DATE]):
-                staged = tasks.stage(decl.id, dt.date.fromisoformat(day), f"test_{day}")
-                validation = tasks.validate(decl.id, staged, f"test_{day}")
-                tasks.publish(decl.id, staged, validation, tasks.export(decl.id, staged, validation, f"test_{day}"),
-                              f"test_{day}")
-                tasks.catalog()  # what the catalog DAG does on each publish's asset event
-    server = subprocess.Popen([str(Path(os.sys.executable).with_name("pubdata")), "catalog", "--serve", "--port", str(port)],
-                              env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "feed.xml", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None, server.stdout.read()
-            assert time.monotonic() < deadline, "pubdata catalog --serve did not come up"
-            time.sleep(0.3)
+    port = browser.free_port()
+    env = browser.environment(root, source_warehouse, browser.project_from(root, EARLIEST), f"http://127.0.0.1:{port}/")
+    # the catalog rebuilt after each publish, as the catalog DAG does on each publish's asset event
+    browser.publish_days(env, DAYS, catalog_each=True)
+    browser.publish_days(env, {REPUBLISHED: [DATE]}, catalog_each=True)  # an identical republish: not an update
+    with browser.served_catalog(env, port) as base:
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+def _sections(dom: str) -> dict[str, str]:
+    """Each dataset's <section> of the page, by its id."""
+    parts = re.split(r'<section class="dataset" id="([^"]+)">', dom)
+    return {parts[i]: parts[i + 1].split("</section>")[0] for i in range(1, len(parts), 2)}
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)))
+
+
+skip_without_chromium = pytest.mark.skipif(browser.CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+
+
+@skip_without_chromium
 def test_catalog_in_headless_chromium(served, tmp_path):
+    """Every link on the rendered page and in the feed answers; every published day is listed
+    with its files, as many days as the page says; the only addresses are the public contacts;
+    the feed announces real changes only."""
     base = served
-    shot = tmp_path / "catalog.png"
-    proc = _chromium(f"--screenshot={shot}", "--window-size=1280,3000", "--hide-scrollbars", base, profile=tmp_path / "profile")
-    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
-    png = shot.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (1280, 3000)
-    assert len(png) > 50_000, "the screenshot is (nearly) blank"
-    print(f"screenshot: {shot}")
-
-    dom = _chromium("--dump-dom", base, profile=tmp_path / "profile")
+    dom = browser.chromium("--dump-dom", base, profile=tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = _page(dom.stdout)
     assert page.h2 == [d.spec.friendly_name for d in PUBLISHABLE]
     assert {d.id for d in PUBLISHABLE} <= page.ids
     reviews = {str(bug) for d in PUBLISHABLE for bug in d.spec.review.bugs}
+    contacts = {"mailto:public-data@example.org"}
 
     followed = 0
-    for href in dict.fromkeys(page.links):
+    for href in dict.fromkeys(page.links + page.scripts):
         url, fragment = urldefrag(urljoin(base, href))
         if not url.startswith(base):
-            assert url in reviews, f"{href}: the only links off the bucket are review bugs"
+            assert url in reviews | contacts, f"{href}: the only links off the bucket are review bugs and the contact"
             continue
         assert not fragment or fragment in page.ids, f"{href}: no element with id {fragment}"
         response = requests.get(url, timeout=10)
         assert response.status_code == 200, f"{href} -> {response.status_code}"
         followed += 1
-    data_files = [h for h in page.links if h.endswith("/000000000000.json")]
-    assert len(data_files) == len(PUBLISHABLE) + 1  # the page-loads example has two days
     assert followed >= 5 * len(PUBLISHABLE)
-    assert all(r in page.links for r in reviews)
+    assert all(r in page.links for r in reviews) and "mailto:public-data@example.org" in page.links
+    assert not [o for o in OWNER_ADDRESSES if o in dom.stdout], "owners' addresses are not public unless configured"
+    assert page.scripts and all(urljoin(base, s).startswith(base) for s in page.scripts), "no script from elsewhere"
+
+    # Every published day is downloadable, and the page says how many there are.
+    sections = _sections(dom.stdout)
+    for d in PUBLISHABLE:
+        section, days = sections[d.id], DAYS[d.id]
+        listed = re.findall(r"<tr><td>(\d{4}-\d{2}-\d{2})</td><td><a href=\"([^\"]+)\"", section)
+        assert [day for day, _ in listed] == sorted(days, reverse=True), d.id
+        assert all(f"/files/{day}/" in href for day, href in listed)
+        count = len(days)
+        assert f"{count} day{'' if count == 1 else 's'}" in _text(section), d.id
+    data_files = [h for h in page.links if h.endswith("/000000000000.json")]
+    assert len(data_files) == sum(len(days) for days in DAYS.values())
 
     feed = ET.fromstring(requests.get(base + "feed.xml", timeout=10).content)
-    titles = {e.findtext(f"{ATOM}title") for e in feed.findall(f"{ATOM}entry")}
-    assert titles == {("Updated: " if d.table == "page_loads_by_country" else "New dataset: ") + d.spec.friendly_name
-                      for d in PUBLISHABLE}
+    entries = {e.findtext(f"{ATOM}title"): e for e in feed.findall(f"{ATOM}entry")}
+    assert set(entries) == {("Updated: " if d.table == "page_loads_by_country" else "New dataset: ") + d.spec.friendly_name
+                            for d in PUBLISHABLE}, "the republished hardware report is not announced as updated"
+    assert {a.findtext(f"{ATOM}email") for e in entries.values() for a in e.findall(f"{ATOM}author")} == {"public-data@example.org"}
     for link in feed.iter(f"{ATOM}link"):
         url, fragment = urldefrag(link.get("href"))
         if link.get("rel") == "via":
@@ -321,3 +324,53 @@ def test_catalog_in_headless_chromium(served, tmp_path):
             continue
         assert requests.get(url, timeout=10).status_code == 200, url
         assert not fragment or fragment in page.ids
+
+    # The chart library comes from the bucket, with its licence, byte for byte as vendored.
+    vendored = Path(catalog.__file__).parents[1] / "static" / catalog.CHART_LIBRARY
+    for name in catalog.CHART_FILES:
+        served_bytes = requests.get(f"{base}{catalog.ASSETS_PREFIX}/{name}", timeout=10).content
+        assert served_bytes == (vendored / name).read_bytes(), name
+        assert hashlib.sha256(served_bytes).hexdigest() in (vendored / "README.md").read_text(), f"{name}: checksum not recorded"
+
+
+@skip_without_chromium
+def test_catalog_speaks_to_the_public_and_shows_the_data(served, tmp_path):
+    """The rendered page, as a screenshot and as its DOM after its scripts ran: one chart drawn
+    per dataset (its line's pixels in the screenshot, its canvas in the DOM), the preview's rows
+    equal to the first rows of the latest published file, the policy in plain words and column
+    types in JSON terms, no policy or warehouse jargon."""
+    base = served
+    shot = tmp_path / "catalog.png"
+    proc = browser.chromium(f"--screenshot={shot}", "--window-size=1280,16000", "--hide-scrollbars", base,
+                            profile=tmp_path / "profile")
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    bands = browser.chart_bands(shot)
+    assert len(bands) == len(PUBLISHABLE), f"charts drawn at {bands}, expected {len(PUBLISHABLE)}"
+    # Three days draw a line: far more of its colour than a single day's point.
+    page_loads = [d.id for d in PUBLISHABLE].index(next(d.id for d in PUBLISHABLE if d.table == "page_loads_by_country"))
+    assert bands[page_loads][2] > 3 * max(b[2] for i, b in enumerate(bands) if i != page_loads)
+
+    dom = browser.chromium("--dump-dom", base, profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    sections = _sections(dom.stdout)
+    assert not JARGON.search(_text(dom.stdout)), JARGON.search(_text(dom.stdout))
+    for d in PUBLISHABLE:
+        section = sections[d.id]
+        assert re.search(r'<div class="chart-area[^"]*" data-chart="' + re.escape(d.id) + r'".*?<canvas', section, re.S), \
+            f"{d.id}: no chart drawn"
+        text = _text(section)
+        assert "5,000 different clients" in text and "Each row is" in text, d.id
+        if d.spec.policy.dimensions[1:]:
+            assert f"\u201c{d.spec.policy.other_label}\u201d holds" in text, d.id
+        for name, type_ in re.findall(r"<tr><td><code>(\w+)</code></td><td>(\w+)</td><td>a JSON", section):
+            assert type_ in {"integer", "number", "string", "date", "boolean"}, (d.id, name, type_)
+
+        listing = requests.get(f"{base}{d.dataset_id.public_prefix}/files", timeout=10).json()
+        latest = listing[max(listing)] if isinstance(listing, dict) else listing
+        rows = requests.get(latest[0], timeout=10).json()
+        preview = re.search(r'<table class="preview">.*?<tbody>(.*?)</tbody>', section, re.S)
+        assert preview, f"{d.id}: no preview"
+        shown = [re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", preview.group(1), re.S)]
+        meta = requests.get(f"{base}{d.dataset_id.public_prefix}/metadata.json", timeout=10).json()
+        columns = [c["name"] for c in meta["schema"]]
+        assert shown == [[html.escape(catalog.cell_text(r.get(c)), quote=False) for c in columns] for r in rows[:10]], d.id

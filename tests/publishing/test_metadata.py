@@ -18,6 +18,7 @@ from pubdata.publishing.metadata import FIELD_TYPES
 from pubdata.stores.local import LocalStore
 from pubdata.warehouses.bigquery import BigQueryWarehouse
 from pubdata.warehouses.duckdb import DuckDBWarehouse
+from tests.support.catalog_browser import PUBLIC_JARGON
 from tests.support.harness import DAY, Harness
 
 
@@ -130,8 +131,26 @@ def test_jsonld_describes_the_dataset_for_search_engines(served):
         assert body.status_code == 200, d["contentUrl"]
         if "sha256" in d:
             assert hashlib.sha256(body.content).hexdigest() == d["sha256"]
-    assert decl.spec.friendly_name in page.text and "publishable" in page.text
+    assert decl.spec.friendly_name in page.text
     assert prefix + "query.sql" in page.text
+
+
+def test_dataset_page_lists_every_day_in_public_words(served):
+    """The header counts two days, and both days' files are there to download; the policy and the
+    types are said as a reader understands them."""
+    harness, decl, prefix = served
+    page = requests.get(prefix + "index.html", timeout=10).text
+    meta = requests.get(prefix + "metadata.json", timeout=10).json()
+    assert "2 day(s), 2026-11-01 to 2026-11-02" in page
+    listed = re.findall(r'<td>(\d{4}-\d{2}-\d{2})</td><td><a href="([^"]+)">', page)
+    assert sorted({day for day, _ in listed}) == sorted(meta["partitions"]) == ["2026-11-01", "2026-11-02"]
+    assert {url for _, url in listed} == {f["url"] for p in meta["partitions"].values() for f in p["files"]}
+    for _, url in listed:
+        assert requests.get(url, timeout=10).status_code == 200, url
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<script\b.*?</script>", " ", page, flags=re.S))
+    assert not PUBLIC_JARGON.search(text), PUBLIC_JARGON.search(text)
+    assert "Every row stands for at least 5,000 different clients" in text
+    assert re.search(r"<code>client_count</code></td><td>integer</td><td>a JSON number, whole</td>", page)
 
 
 def test_script_end_tags_in_text_cannot_break_out_of_the_jsonld(tmp_path):

@@ -225,7 +225,8 @@ def publish(dataset_id: str, staged_d: dict[str, Any], validation_d: dict[str, A
     v = summary.model_dump(mode="json")
     result = PublishResult.model_validate(publishing.publish(
         decl, staged, [ExportedFile(**e) for e in exported.files], list(exported.columns), public_store(cfg),
-        cfg.public_base_url, {k: v[k] for k in ("outcome", "checks", "warnings")}, staging=staging_store(cfg)))
+        cfg.public_base_url, {k: v[k] for k in ("outcome", "checks", "warnings")}, staging=staging_store(cfg),
+        contacts=cfg.public_contacts(decl.spec.owners)))
     wh = warehouse(cfg, decl, run_id)
     wh.drop(staged)
     for name in SIDE_TABLES:

@@ -6,7 +6,13 @@ all-datasets.json and each table's metadata.json, so the page can only show what
 download. Links inside the bucket are relative, so the same
 page works on `pubdata serve`, on GCS and behind any other base URL; the feed, which readers
 fetch out of context, uses absolute URLs under the configured public base URL. A dataset the
-feed has not announced before is announced as new; once it is updated after that, as updated.
+feed has not announced before is announced as new; once its content changes after that, as
+updated (an identical republish is not an update: metadata.json's changed_at stays).
+
+The page speaks to the public: the policy in plain words (publishing.plain_words), column types
+as the files carry them, every published day's files, a preview of the first rows and a chart of
+the main metric per day (publishing.summary records both at publish). The chart library (uPlot,
+vendored under pubdata/static with its licence) is served from the bucket itself, never a CDN.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ import json
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 from urllib.parse import urldefrag
 
+from markupsafe import Markup
+
 from pubdata.errors import PreconditionFailed, StoreError
 from pubdata.ids import DatasetId
+from pubdata.publishing import plain_words
 from pubdata.rendering import html_templates, xml_safe
 from pubdata.stores.base import Store
 
@@ -34,8 +44,13 @@ LINKED_DOCUMENTS = (
 )
 """Documents publish may write next to a table's data; linked when its metadata.json lists them."""
 ATOM = "{http://www.w3.org/2005/Atom}"
-RECENT_PARTITIONS = 7
-"""How many of an incremental dataset's latest days the page links to directly (the listing has all)."""
+OPEN_DAYS = 7
+"""How many of an incremental dataset's latest days the page shows open; the older ones are one click away."""
+CHART_LIBRARY = "uplot-1.6.32"
+"""The vendored chart library (pubdata/static/<name>/), published under assets/<name>/ in the bucket."""
+CHART_FILES = {"uPlot.iife.min.js": "text/javascript; charset=utf-8", "uPlot.min.css": "text/css; charset=utf-8",
+               "LICENSE": "text/plain; charset=utf-8"}
+ASSETS_PREFIX = f"assets/{CHART_LIBRARY}"
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ class Entry:
     version: str
     friendly_name: str
     description: str
-    owners: list[str]
+    owners: list[str]             # the public contacts metadata.json names (PUBDATA_PUBLIC_CONTACTS)
     review_links: list[str]
     last_updated: str
     incremental: bool
@@ -68,6 +83,12 @@ class Entry:
     partition_count: int = 0
     first_published: str = ""     # RFC 3339: the update with which the feed first announced it
     generated_at: str = ""        # metadata.json's generated_at: when this version was published, to the microsecond
+    changed_at: str = ""          # metadata.json's changed_at: when what it publishes last changed
+    policy_words: list[str] = field(default_factory=list)
+    columns: list[plain_words.PublicColumn] = field(default_factory=list)
+    preview: list[list[str]] = field(default_factory=list)
+    preview_day: str | None = None
+    chart: dict[str, Any] | None = None   # {"metric", "days": [YYYY-MM-DD], "values": [number]}
 
     @property
     def anchor(self) -> str:
@@ -75,10 +96,18 @@ class Entry:
 
     @property
     def updated_iso(self) -> str:
-        """When this version was published, as RFC 3339 (Atom). From generated_at, to the
-        microsecond: last_updated has whole seconds, and two publishes within one second must
-        still be two updates (the second is not announced as a new dataset)."""
-        return _rfc3339(self.generated_at or self.last_updated)
+        """When what this version publishes last changed, as RFC 3339 (Atom). From changed_at (or,
+        in a record written before it existed, generated_at), to the microsecond: last_updated has
+        whole seconds, and two publishes within one second must still be two updates."""
+        return _rfc3339(self.changed_at or self.generated_at or self.last_updated)
+
+    @property
+    def open_partitions(self) -> list[tuple[str, list[Download]]]:
+        return self.partitions[:OPEN_DAYS]
+
+    @property
+    def older_partitions(self) -> list[tuple[str, list[Download]]]:
+        return self.partitions[OPEN_DAYS:]
 
     @property
     def is_new(self) -> bool:
@@ -136,6 +165,55 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
+def _contacts(meta: dict[str, Any], item: dict[str, Any]) -> list[str]:
+    """The public contacts: as recorded, or (a record from before they were) as configured now,
+    never the declaration's owners unless the configuration says so."""
+    if isinstance(meta.get("contacts"), list):
+        return [str(c) for c in meta["contacts"]]
+    from pubdata.config import settings
+
+    return settings().public_contacts(list(meta.get("owners") or item.get("owners") or []))
+
+
+def cell_text(value: Any) -> str:
+    """A value of a data file as the preview shows it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:,.6g}" if abs(value) < 1e15 else repr(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _preview_rows(schema: list[dict[str, Any]], rows: Any) -> list[list[str]]:
+    """The preview's rows as the page's cells, in the schema's column order."""
+    if not isinstance(rows, list):
+        return []
+    names = [c.get("name") for c in schema]
+    return [[cell_text(row.get(n)) for n in names] for row in rows if isinstance(row, dict)]
+
+
+def _chart(totals: Any, published_days: set[str] | None) -> dict[str, Any] | None:
+    """The main metric per day, over the days the table publishes (None: nothing to draw)."""
+    if not isinstance(totals, dict) or not isinstance(totals.get("days"), dict):
+        return None
+    points = sorted((d, v) for d, v in totals["days"].items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and (published_days is None or d in published_days))
+    if not points:
+        return None
+    return {"metric": str(totals.get("metric") or ""), "days": [d for d, _ in points], "values": [v for _, v in points]}
+
+
+def _script_json(value: Any) -> Markup:
+    """JSON safe inside <script>: < > & spelled as unicode escapes, so the element holds no markup."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
 def announced(feed: bytes | None) -> dict[str, str]:
     """Dataset ids the feed lists, each with when it was first announced (its <published>)."""
     try:
@@ -171,7 +249,7 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                 meta = _read_json(store, f"{prefix}/metadata.json") or {}
                 policy = meta.get("policy") or {}
                 partitions = meta.get("partitions") or {}
-                recent = sorted(partitions.items(), reverse=True)[:RECENT_PARTITIONS]
+                days = sorted(partitions.items(), reverse=True)  # every published day, newest first
                 links = meta.get("links") or {}
                 own = [
                     Download("files", f"{prefix}/files", "listing of every data file (JSON)"),
@@ -182,6 +260,9 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                 ]
                 dataset_id = str(ident)
                 last_updated = meta.get("last_updated") or ""
+                changed_at = meta.get("changed_at") or meta.get("generated_at") or last_updated
+                schema = list(meta.get("schema") or [])
+                preview: dict[str, Any] = meta["preview"] if isinstance(meta.get("preview"), dict) else {}
                 entries.append(Entry(
                     id=dataset_id,
                     dataset=ds,
@@ -189,20 +270,26 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                     version=version,
                     friendly_name=item.get("friendly_name") or meta.get("friendly_name") or table,
                     description=item.get("description") or meta.get("description") or "",
-                    owners=list(meta.get("owners") or item.get("owners") or []),
+                    owners=_contacts(meta, item),
                     review_links=list(item.get("review_links") or meta.get("review_links") or []),
                     last_updated=last_updated,
                     incremental=bool(item.get("incremental")),
                     row_count=meta.get("row_count"),
                     aggregation_level=policy.get("aggregation_level", item.get("aggregation_level")),
                     verdict=policy.get("verdict"),
-                    schema=list(meta.get("schema") or []),
-                    # an incremental table's latest files head its table of days instead
-                    downloads=(own if item.get("incremental") and recent else _downloads(meta.get("files") or [], base_url) + own),
-                    partitions=[(day, _downloads(p.get("files") or [], base_url)) for day, p in recent],
+                    schema=schema,
+                    # an incremental table's files are in its table of days instead
+                    downloads=(own if item.get("incremental") and days else _downloads(meta.get("files") or [], base_url) + own),
+                    partitions=[(day, _downloads(p.get("files") or [], base_url)) for day, p in days],
                     partition_count=len(partitions) if item.get("incremental") else 1,
-                    first_published=previous.get(dataset_id) or _rfc3339(meta.get("generated_at") or last_updated),
+                    first_published=previous.get(dataset_id) or _rfc3339(changed_at),
                     generated_at=meta.get("generated_at") or "",
+                    changed_at=meta.get("changed_at") or "",
+                    policy_words=plain_words.policy_sentences(policy),
+                    columns=plain_words.columns(schema),
+                    preview=_preview_rows(schema, preview.get("rows")),
+                    preview_day=preview.get("partition"),
+                    chart=_chart(meta.get("daily_totals"), set(partitions) if item.get("incremental") else None),
                 ))
     return entries
 
@@ -218,6 +305,8 @@ def render(entries: list[Entry], base_url: str, generated_at: dt.datetime) -> tu
         "base_url": base_url,
         "generated_at": generated_at.strftime("%Y-%m-%d %H:%M:%S"),
         "feed_updated": by_update[0].updated_iso if by_update else generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "charts_json": _script_json({e.anchor: e.chart for e in entries if e.chart}),
+        "assets": ASSETS_PREFIX,
         "html_key": HTML_KEY,
         "feed_key": FEED_KEY,
         "index_key": INDEX_KEY,
@@ -232,6 +321,7 @@ def refresh(store: Store, base_url: str, *, attempts: int = 20) -> list[Entry]:
     it reads the index and writes each only if it is still that generation (else starts over), so
     the last page and feed written were built from an index at least as new as any other writer's.
     """
+    publish_chart_library(store)
     outputs = {HTML_KEY: "text/html; charset=utf-8", FEED_KEY: "application/atom+xml"}
     for attempt in range(attempts):
         current = {key: store.read(key) for key in outputs}
@@ -248,3 +338,16 @@ def refresh(store: Store, base_url: str, *, attempts: int = 20) -> list[Entry]:
             continue
         return entries
     raise StoreError(f"could not update {HTML_KEY} in {store.url} after {attempts} attempts: too many concurrent publishes")
+
+
+def publish_chart_library(store: Store) -> None:
+    """Put the vendored chart library (and its licence) in the bucket, where the page loads it
+    from. Its folder is named by version, so what is there is never replaced, only completed."""
+    source = resources.files("pubdata") / "static" / CHART_LIBRARY
+    for name, content_type in CHART_FILES.items():
+        key = f"{ASSETS_PREFIX}/{name}"
+        data = (source / name).read_bytes()
+        current = store.read(key)
+        if current is not None and current.data == data:
+            continue
+        store.write(key, data, content_type=content_type, cache_control="public, max-age=31536000, immutable")

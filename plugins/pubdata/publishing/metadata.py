@@ -21,6 +21,7 @@ from typing import Any
 
 from pubdata.declarations import Declaration
 from pubdata.policy.verdict import verdict
+from pubdata.publishing import plain_words
 from pubdata.publishing.parts import CONTENT_TYPES
 from pubdata.rendering import html_templates
 
@@ -57,6 +58,7 @@ def policy_record(decl: Declaration) -> dict[str, Any]:
         "review_questions": [_jsonable(a) for a in v.answers],
         "verdict": v.status,
         "steward": decl.spec.review.steward.model_dump(mode="json") if decl.spec.review.steward else None,
+        "other_label": p.other_label,
     }
 
 
@@ -186,12 +188,11 @@ def landing_page(meta: dict[str, Any], jsonld: dict[str, Any], urls: dict[str, s
     # \u escapes, which keeps the document's meaning and leaves no markup in the element.
     text = json.dumps(jsonld, indent=2, ensure_ascii=False)
     jsonld_text = Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
-    latest = meta.get("latest_partition")
-    if meta.get("incremental"):
-        latest_files = (meta.get("partitions") or {}).get(latest, {}).get("files", [])
+    if meta.get("incremental"):  # every published day, newest first: as many as the header counts
+        days = [(day, p.get("files") or []) for day, p in sorted((meta.get("partitions") or {}).items(), reverse=True)]
     else:
-        latest_files = meta.get("files") or []
+        days = [(None, meta.get("files") or [])]
     return html_templates().get_template("dataset.html.j2").render(
-        meta=meta, policy=meta["policy"], urls=urls, jsonld_text=jsonld_text,
-        partitions=sorted(meta.get("partitions") or {}), latest_files=latest_files,
+        meta=meta, urls=urls, jsonld_text=jsonld_text, partitions=sorted(meta.get("partitions") or {}), days=days,
+        policy_words=plain_words.policy_sentences(meta["policy"]), columns=plain_words.columns(meta["schema"]),
     )

@@ -25,7 +25,7 @@ from typing import Any
 from pubdata import __version__
 from pubdata.declarations import Declaration
 from pubdata.errors import PreconditionFailed, StoreError
-from pubdata.publishing import metadata, parts
+from pubdata.publishing import metadata, parts, summary
 from pubdata.publishing.catalog import INDEX_KEY
 from pubdata.publishing.export import ExportedFile, discard
 from pubdata.stores.base import Store
@@ -98,8 +98,17 @@ def _update_json(store: Store, key: str, mutate: Callable[[Any], Any], *, attemp
 
 
 def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile], columns: list[tuple[str, str, str]],
-            store: Store, base_url: str, validation: dict[str, Any] | None = None, *, staging: Store) -> dict[str, Any]:
-    """Copy the exported files from staging into a new version folder, switch the listing, record, clean up."""
+            store: Store, base_url: str, validation: dict[str, Any] | None = None, *, staging: Store,
+            contacts: list[str] | None = None) -> dict[str, Any]:
+    """Copy the exported files from staging into a new version folder, switch the listing, record, clean up.
+
+    contacts: the addresses the public documents name (PUBDATA_PUBLIC_CONTACTS); None reads the
+    configuration, so no caller publishes the declaration's owners by omission.
+    """
+    if contacts is None:
+        from pubdata.config import settings
+
+        contacts = settings().public_contacts(decl.spec.owners)
     # To the microsecond: generated_at tells two publishes within one second apart (the feed
     # announces the second as an update); last_updated keeps Mozilla's whole seconds.
     now = dt.datetime.now(dt.UTC)
@@ -131,7 +140,7 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
                       "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows})
     # The public copies exist from here on: the staged ones are not needed, even by a retry.
     try:
-        result = _switch(decl, staged, files, columns, store, base_url, validation, now, version)
+        result = _switch(decl, staged, files, columns, store, base_url, validation, now, version, contacts)
     except BaseException:
         discard(staging, exported)
         raise
@@ -141,7 +150,7 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
 
 def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]], columns: list[tuple[str, str, str]],
             store: Store, base_url: str, validation: dict[str, Any] | None, now: dt.datetime,
-            version: str) -> dict[str, Any]:
+            version: str, contacts: list[str]) -> dict[str, Any]:
     """Steps 2-5 of publish, once every file of the new version is in place."""
     incremental = decl.spec.incremental
     partition = staged.partition if incremental else None
@@ -164,17 +173,20 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
     last_updated = now.strftime("%Y-%m-%d %H:%M:%S")
     store.write(f"{prefix}/query.sql", decl.query.encode("utf-8"), content_type="text/plain; charset=utf-8",
                 cache_control=NO_CACHE)
+    seen = summary.summarize(decl, store, [f["url"][len(base_url):] for f in files if f["format"] == "json"],
+                             columns)
 
     def record(existing):
         existing = existing if isinstance(existing, dict) else {}
         partitions = dict(existing.get("partitions") or {}) if incremental else {}
         if incremental:
             partitions[partition] = {"version": version, "rows": rows, "files": files, "published_at": now.isoformat()}
-        return {
+        new = {
             "id": decl.id,
             "friendly_name": decl.spec.friendly_name,
             "description": decl.spec.description,
-            "owners": decl.spec.owners,
+            "owners": contacts,  # Mozilla-style clients read this key: the public contacts, never personal addresses
+            "contacts": contacts,
             "incremental": incremental,
             "partition_field": decl.spec.partition_field,
             "review_links": [str(u) for u in decl.spec.review.bugs],
@@ -193,7 +205,10 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
             "last_updated": last_updated,
             "generated_at": now.isoformat(),
             "pipeline_version": __version__,
+            "preview": seen.preview(partition, existing.get("preview")),
+            "daily_totals": seen.merged_totals(existing.get("daily_totals"), set(partitions) if incremental else None),
         }
+        return summary.stamp_change(new, existing, now)
 
     _update_json(store, f"{prefix}/metadata.json", record)
     _refresh_derived(store, decl, urls)
@@ -211,7 +226,7 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
         "last_updated": urls["last_updated"],
         "metadata_uri": urls["metadata"],
         "datapackage_uri": urls["datapackage"],
-        "owners": decl.spec.owners,
+        "owners": contacts,
         "aggregation_level": decl.spec.policy.aggregation_level,
     }
 
