@@ -37,6 +37,7 @@ import functools
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.sensors.python import PythonSensor
 from airflow.sdk import DAG, Asset, AssetAny, Param
+from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -76,7 +77,6 @@ for i in range(N):
         description="Page loads by country, OS, locale and channel",
         tags=["pubdata", "{dataset}", "level-2"],
         owner_links={{"data-eng@example.org": "mailto:data-eng@example.org"}},
-        {params}
     ) as dag:
         wait = PythonSensor(task_id="wait_for_telemetry__clients_daily", python_callable=noop,
                             op_args=[dataset_id, "moz-fx-data-shared-prod.telemetry.clients_daily"], mode="reschedule",
@@ -84,15 +84,14 @@ for i in range(N):
                             execution_timeout=dt.timedelta(minutes=5), pool=POOL)
         stage = PythonOperator(task_id="stage", python_callable=noop, op_args=[dataset_id], pool=POOL,
                                execution_timeout=dt.timedelta(hours=2))
-        validate = PythonOperator(task_id="validate", python_callable=noop, op_args=[dataset_id, stage.output],
+        validate = PythonOperator(task_id="validate", python_callable=noop, op_args=[dataset_id],
                                   pool=POOL, execution_timeout=dt.timedelta(hours=1))
-        export = PythonOperator(task_id="export", python_callable=noop, pool=POOL,
-                                op_args=[dataset_id, stage.output, validate.output],
+        export = PythonOperator(task_id="export", python_callable=noop, op_args=[dataset_id], pool=POOL,
                                 execution_timeout=dt.timedelta(hours=2))
-        PythonOperator(task_id="publish", python_callable=noop, outlets=[asset],
-                       op_args=[dataset_id, stage.output, validate.output, export.output],
-                       execution_timeout=dt.timedelta(hours=1))
-        wait >> stage
+        publish = PythonOperator(task_id="publish", python_callable=noop, outlets=[asset], op_args=[dataset_id],
+                                 execution_timeout=dt.timedelta(hours=1))
+        wait >> stage >> validate >> export >> publish
+    {params}
     globals()[dag.dag_id] = dag
 
 with DAG(dag_id="pubdata_catalog", schedule=AssetAny(*assets), start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
@@ -103,8 +102,8 @@ with DAG(dag_id="pubdata_catalog", schedule=AssetAny(*assets), start_date=dt.dat
     PythonOperator(task_id="rebuild", python_callable=noop, execution_timeout=dt.timedelta(minutes=30))
 globals()[catalog.dag_id] = catalog
 '''
-PLAIN_PARAMS = ('params={"submission_date": Param(None, type=["null", "string"], format="date", '
-                'description="Publish this day instead of the logical date")},')
+PLAIN_PARAMS = ('dag.params = ParamsDict({"submission_date": Param(None, type=["null", "string"], format="date", '
+                'description="Publish this day instead of the logical date")})')
 
 
 def _dag_has_params() -> bool:

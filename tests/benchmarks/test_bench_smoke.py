@@ -4,8 +4,8 @@
 written by hand (what Airflow itself costs), in the same run: a shared or slow machine slows both.
 bench/RESULTS.md has the full measurement (1.33x the hand-written DAGs at 1,000 declarations,
 0.87 s against a 2 s budget). Here the declarations may cost at most MAX_RATIO times Airflow's
-own work, which catches a parse-time regression (a heavy import, a Param per DAG, YAML parsed
-again) without depending on the machine's speed.
+own work, which catches a parse-time regression (a heavy import, a Param copied into every task,
+YAML parsed again) without depending on the machine's speed.
 """
 
 from __future__ import annotations

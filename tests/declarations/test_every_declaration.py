@@ -34,7 +34,7 @@ DECLS = sorted(CATALOG.declarations.values(), key=lambda d: d.id)
 IDS = [d.id for d in DECLS]
 PUBLISHABLE = [d for d in DECLS if policy.verdict(d.spec).allows_publish]
 PUBLISHABLE_IDS = [d.id for d in PUBLISHABLE]
-TASKS = {"stage": [], "validate": ["stage"], "export": ["stage", "validate"], "publish": ["export", "stage", "validate"]}
+TASKS = {"stage": [], "validate": ["stage"], "export": ["validate"], "publish": ["export"]}  # the real chain only
 
 
 def expected_tasks(decl) -> dict[str, list[str]]:

@@ -1,5 +1,5 @@
 """Live task progress of `pubdata run` (read from the `airflow dags test` log as it is written) and
-`pubdata airflow` (airflow standalone on the embedded stack's environment)."""
+`pubdata airflow` (Airflow's components on the embedded stack's environment)."""
 
 from __future__ import annotations
 
@@ -55,29 +55,44 @@ def test_state_of_another_task_instance_is_not_taken():
     assert _events(lines) == [("export", "running"), ("export", "failed")]
 
 
-def test_airflow_command_execs_standalone_on_the_embedded_stack(project, monkeypatch):
+def test_airflow_command_runs_the_components_on_the_embedded_stack(project, monkeypatch):
+    from pubdata.orchestration import local_airflow
+
     calls = []
 
-    def fake_exec(binary, argv, env):
-        calls.append((binary, argv, env))
-        raise SystemExit(0)
+    def fake_serve(binary, port, env, say):
+        calls.append((binary, port, env))
+        return 0
 
-    monkeypatch.setattr(os, "execvpe", fake_exec)
+    monkeypatch.setattr(local_airflow, "serve", fake_serve)
     result = CliRunner().invoke(cli.app, ["airflow", "--port", "8793"])
     assert result.exit_code == 0, result.output
-    (binary, argv, env), = calls
-    assert argv[1:] == ["standalone"] and binary.endswith("airflow")
+    (binary, port, env), = calls
+    assert binary.endswith("airflow") and port == 8793
     home = os.environ["PUBDATA_AIRFLOW_HOME"]
     assert env["AIRFLOW_HOME"] == home
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(project / "dags")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home}/airflow.db"
     assert env["PUBDATA_PROJECT"] == str(project) and env["PUBDATA_WAREHOUSE"] == os.environ["PUBDATA_WAREHOUSE"]
-    assert (env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]) == ("127.0.0.1", "8793")
     assert "http://127.0.0.1:8793/" in " ".join(result.output.split())
 
 
+def test_airflow_components_listen_on_loopback_only():
+    """The api-server on 127.0.0.1; no worker or triggerer log server (Airflow 3.3 binds those to
+    every interface): the api-server reads task logs from the local log folder."""
+    from pubdata.orchestration import local_airflow
+
+    commands = local_airflow.components("airflow", 8793)
+    assert set(commands) == {"api-server", "scheduler", "dag-processor", "triggerer"}
+    assert commands["api-server"][1:] == ["api-server", "-H", "127.0.0.1", "-p", "8793"]
+    assert "--skip-serve-logs" in commands["scheduler"] and "--skip-serve-logs" in commands["triggerer"]
+    env = local_airflow.component_env({}, 8793)
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8793/execution/"
+    assert (env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]) == ("127.0.0.1", "8793")
+
+
 @pytest.mark.parametrize("command, says", [("new", "Scaffold a dataset"), ("catalog", "Atom feed"),
-                                            ("airflow", "airflow standalone"), ("run", "through Airflow")])
+                                            ("airflow", "stops all of it"), ("run", "through Airflow")])
 def test_help_says_what_each_command_does(command, says):
     result = CliRunner().invoke(cli.app, [command, "--help"])
     assert result.exit_code == 0

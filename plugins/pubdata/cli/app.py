@@ -653,25 +653,25 @@ def catalog_command(
 
 @app.command()
 def airflow(port: Annotated[int, typer.Option(help="Port of the Airflow UI on 127.0.0.1.")] = 8080):
-    """Start `airflow standalone` on the embedded stack, to watch and trigger the DAGs in the Airflow UI."""
-    from pubdata.orchestration import runner
+    """Start Airflow's scheduler, dag-processor, triggerer and UI on the embedded stack, on loopback, to watch
+    and trigger the DAGs in the Airflow UI; Ctrl-C or SIGTERM stops all of it."""
+    from pubdata.orchestration import local_airflow, runner
 
     cfg = settings()
     runner.ensure_airflow_db(cfg)  # the metadata DB, and the pool the warehouse tasks wait for
     binary = runner.airflow_bin()
     env = runner.airflow_env(cfg, {
-        # standalone starts `airflow scheduler`, `airflow api-server`, ... by name: this environment's first
         "PATH": os.pathsep.join([str(Path(binary).parent), os.environ.get("PATH", "")]),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
         # No login: the UI listens on loopback only, for the user of this machine.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
     })
     console.print(f"Starting Airflow (home {cfg.airflow_home}, DAGs from {cfg.dags_dir}); the UI will be at "
-                  f"http://127.0.0.1:{port}/ once the banner says it is ready. New DAGs start paused: unpause one, or "
-                  "trigger it with the config {\"submission_date\": \"2026-11-01\"}. Ctrl-C stops.")
+                  f"http://127.0.0.1:{port}/ in a minute. New DAGs start paused: unpause one, or trigger it and "
+                  "pick its submission_date in the trigger form. Ctrl-C stops.")
     sys.stdout.flush()
-    os.execvpe(binary, [binary, "standalone"], env)
+    code = local_airflow.serve(binary, port, env, say=lambda text: console.print(text))
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

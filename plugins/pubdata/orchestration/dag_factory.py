@@ -75,11 +75,8 @@ def _source_wait() -> tuple[dt.timedelta, dt.timedelta]:
 
 
 def _partition(context: dict[str, Any]) -> dt.date:
-    """The day a run publishes: `submission_date` from the run's config if given, else the logical date.
-
-    A run-config key, not a DAG Param: a Param costs about 1 ms per DAG at every parse (schema
-    check, a copy per task), half the parse budget at 1,000 datasets (bench/RESULTS.md).
-    """
+    """The day a run publishes: `submission_date` from the run's config (the trigger form's date
+    field, SUBMISSION_DATE) if given, else the logical date."""
     conf = getattr(context.get("dag_run"), "conf", None) or {}
     override = conf.get("submission_date") or (context.get("params") or {}).get("submission_date")
     if override:
@@ -92,6 +89,20 @@ def _partition(context: dict[str, Any]) -> dt.date:
         raise ValueError('this run has no logical date: trigger it with a logical date or with the config '
                          '{"submission_date": "YYYY-MM-DD"}')
     return logical.date()
+
+
+def submission_date_param():
+    """The trigger form's date field: empty publishes the logical date's day.
+
+    Set on the DAG once its tasks exist, so it is the DAG's Param only. Given to the DAG's
+    constructor, Airflow copies it into every task, and serialization validates each copy with
+    jsonschema several times: about 2 ms per DAG at every parse, against nothing measurable this
+    way (bench/RESULTS.md). Runs read it from their config (_partition), where the form puts it.
+    """
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], format="date", title="submission_date",
+                 description="The day to publish (YYYY-MM-DD); empty publishes the day of the logical date")
 
 
 def _run_id(context: dict[str, Any]) -> str:
@@ -108,7 +119,7 @@ def _doc(decl: Declaration, judged: Verdict) -> str:
         f"**Owners** {', '.join(spec.owners)}\n\n**Review bugs**\n{bugs}\n\n"
         f"**Query** `sql/{decl.dataset}/{decl.dataset_id.stem}.sql` (sha256 `{decl.query_sha256[:12]}`)\n\n"
         f"Reproduce locally: `pubdata run {decl.id} --date YYYY-MM-DD`; publish another day from the UI: "
-        'trigger with the config `{"submission_date": "YYYY-MM-DD"}`'
+        "trigger it and pick the day in the form's `submission_date` field"
     )
 
 
@@ -141,15 +152,27 @@ def _stage(dataset_id: str, **context):
     return _permanent_fails_at_once("stage", dataset_id, _partition(context), _run_id(context))
 
 
-def _validate(dataset_id: str, staged, **context):
-    return _permanent_fails_at_once("validate", dataset_id, staged, _run_id(context))
+def _pulled(context: dict[str, Any], *task_ids: str) -> list[Any]:
+    """The results of earlier steps of this run, read from XCom here rather than passed as XComArgs:
+    an XComArg is also an edge, and the graph would show stage->export and stage->publish."""
+    ti = context["ti"]
+    values = [ti.xcom_pull(task_ids=t) for t in task_ids]
+    missing = [t for t, v in zip(task_ids, values) if v is None]
+    if missing:
+        raise RuntimeError(f"no result of {', '.join(missing)} in this run: run the steps before it first")
+    return values
 
 
-def _export(dataset_id: str, staged, validation, **context):
-    return _permanent_fails_at_once("export", dataset_id, staged, validation, _run_id(context))
+def _validate(dataset_id: str, **context):
+    return _permanent_fails_at_once("validate", dataset_id, *_pulled(context, "stage"), _run_id(context))
 
 
-def _publish(dataset_id: str, staged, validation, exported, **context):
+def _export(dataset_id: str, **context):
+    return _permanent_fails_at_once("export", dataset_id, *_pulled(context, "stage", "validate"), _run_id(context))
+
+
+def _publish(dataset_id: str, **context):
+    staged, validation, exported = _pulled(context, "stage", "validate", "export")
     result = _permanent_fails_at_once("publish", dataset_id, staged, validation, exported, _run_id(context))
     events = context.get("outlet_events")
     if events is not None:  # what the catalog DAG (and any other consumer) learns of this publish
@@ -232,6 +255,7 @@ def build_dag(decl: Declaration, judged: Verdict | None = None):
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.providers.standard.sensors.python import PythonSensor
     from airflow.sdk import DAG
+    from airflow.sdk.definitions.param import ParamsDict
 
     spec = decl.spec
     judged = judged or verdict(spec)
@@ -270,19 +294,19 @@ def build_dag(decl: Declaration, judged: Verdict | None = None):
                          execution_timeout=TASK_TIMEOUTS["wait_poke"], pool=WAREHOUSE_POOL)
             for table in dict.fromkeys(spec.source_tables)
         ]
-        # XComArgs in op_args pass each result on and set the dependencies, as TaskFlow would.
+        # Each step reads the results it needs from XCom (_pulled): only the real chain is an edge.
         stage = PythonOperator(task_id="stage", python_callable=_stage, op_args=[dataset_id], pool=WAREHOUSE_POOL,
                                execution_timeout=TASK_TIMEOUTS["stage"])
-        validate = PythonOperator(task_id="validate", python_callable=_validate, op_args=[dataset_id, stage.output],
+        validate = PythonOperator(task_id="validate", python_callable=_validate, op_args=[dataset_id],
                                   pool=WAREHOUSE_POOL, execution_timeout=TASK_TIMEOUTS["validate"])
-        export = PythonOperator(task_id="export", python_callable=_export, pool=WAREHOUSE_POOL,
-                                op_args=[dataset_id, stage.output, validate.output],
+        export = PythonOperator(task_id="export", python_callable=_export, op_args=[dataset_id], pool=WAREHOUSE_POOL,
                                 execution_timeout=TASK_TIMEOUTS["export"])
-        PythonOperator(task_id="publish", python_callable=_publish, outlets=[dataset_asset(dataset_id)],
-                       op_args=[dataset_id, stage.output, validate.output, export.output],
-                       execution_timeout=TASK_TIMEOUTS["publish"])
+        publish = PythonOperator(task_id="publish", python_callable=_publish, outlets=[dataset_asset(dataset_id)],
+                                 op_args=[dataset_id], execution_timeout=TASK_TIMEOUTS["publish"])
+        stage >> validate >> export >> publish
         if waits:
             waits >> stage
+    dag.params = ParamsDict({"submission_date": submission_date_param()})  # after the tasks: see submission_date_param
     return dag
 
 
