@@ -19,9 +19,11 @@ DATE = "2026-11-01"
 RUN = "scheduled__2026-11-01T05:00:00+00:00"
 
 
-def run_on_worker(shared: dict[str, str], home: Path, step: str, dataset_id: str | None, *args) -> object:
+def run_on_worker(shared: dict[str, str], home: Path, step: str, dataset_id: str | None, *args,
+                  xcom: dict[str, object] | None = None) -> object:
     env = {**os.environ, **shared, "PUBDATA_HOME": str(home), "PUBDATA_TASK_RETRIES": "0"}
-    request = {"step": step, "dataset_id": dataset_id, "args": list(args), "date": DATE, "run_id": RUN}
+    request = {"step": step, "dataset_id": dataset_id, "args": list(args), "xcom": xcom or {}, "date": DATE,
+               "run_id": RUN}
     proc = subprocess.run([sys.executable, "-m", "tests.support.worker"], input=json.dumps(request), cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{step} failed on its worker:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -42,19 +44,19 @@ def test_every_task_on_a_worker_of_its_own_shares_only_warehouse_buckets_and_sta
     }
     homes = iter(tmp_path / f"worker-{i}" for i in range(100))
 
-    def on_a_new_worker(step: str, *args):
+    def on_a_new_worker(step: str, *args, **xcom):
         home = next(homes)
         try:
-            return run_on_worker(shared, home, step, *args)
+            return run_on_worker(shared, home, step, *args, xcom=xcom)
         finally:
             shutil.rmtree(home, ignore_errors=True)  # the worker goes away with everything on its disk
 
     assert on_a_new_worker("wait_for_source", EXAMPLE, "moz-fx-data-shared-prod.telemetry.clients_daily") is True
     staged = on_a_new_worker("stage", EXAMPLE)
-    validation = on_a_new_worker("validate", EXAMPLE, staged)
+    validation = on_a_new_worker("validate", EXAMPLE, stage=staged)
     assert validation["outcome"] == "passed"
-    exported = on_a_new_worker("export", EXAMPLE, staged, validation)
-    published = on_a_new_worker("publish", EXAMPLE, staged, validation, exported)
+    exported = on_a_new_worker("export", EXAMPLE, stage=staged, validate=validation)
+    published = on_a_new_worker("publish", EXAMPLE, stage=staged, validate=validation, export=exported)
     assert published["rows"] > 0
     assert on_a_new_worker("catalog", None) >= 1
 
