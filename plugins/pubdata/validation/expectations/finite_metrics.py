@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from pubdata.declarations import Declaration
-from pubdata.validation.expectations.named_rows import named_rows_result, offending_rows
+from pubdata.validation.expectations.named_rows import gx_classes
 from pubdata.validation.spec import ExpectationSpec
 
 NAME = "ExpectMetricsToBeFinite"
@@ -44,36 +44,4 @@ def finite_metrics(decl: Declaration) -> list[ExpectationSpec]:
 @lru_cache(maxsize=1)
 def gx_expectations() -> dict[str, type]:
     """The expectation and its metric, registered with Great Expectations on first use."""
-    from typing import ClassVar
-
-    from great_expectations.execution_engine import SqlAlchemyExecutionEngine
-    from great_expectations.expectations.expectation import BatchExpectation
-    from great_expectations.expectations.metrics.metric_provider import metric_value
-    from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
-
-    class TableNonFiniteRows(TableMetricProvider):
-        """{"total": rows with a non-finite metric, "rows": the first of them, by their dimensions}."""
-
-        metric_name = METRIC
-        value_keys = ("columns", "named_by")
-
-        @metric_value(engine=SqlAlchemyExecutionEngine)
-        def _sqlalchemy(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs,  # noqa: N805 (a GX classmethod)
-                        metrics, runtime_configuration):
-            return offending_rows(execution_engine, metric_domain_kwargs, metric_value_kwargs, non_finite_rows)
-
-    class ExpectMetricsToBeFinite(BatchExpectation):
-        """No value of the metric columns is NaN, Infinity or -Infinity."""
-
-        columns: list[str]
-        named_by: list[str]
-        metric_dependencies: ClassVar[tuple[str, ...]] = (METRIC,)
-        success_keys: ClassVar[tuple[str, ...]] = ("columns", "named_by")
-        args_keys: ClassVar[tuple[str, ...]] = ("columns", "named_by")
-
-        def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-            return named_rows_result(metrics[METRIC])
-
-    for cls in (TableNonFiniteRows, ExpectMetricsToBeFinite):
-        cls.__module__ = __name__
-    return {NAME: ExpectMetricsToBeFinite}
+    return gx_classes(__name__, NAME, METRIC, non_finite_rows, "No value of the metric columns is NaN, Infinity or -Infinity.")

@@ -5,7 +5,7 @@ COMPLETE result format carries them, and the suite runs in SUMMARY so that no co
 fetches every bad value). A named-rows expectation's metric runs one SQLAlchemy query for the
 offending rows (the same on every warehouse) and reports their count and the first SAMPLE_SIZE
 of them by their dimensions, so on-call reads which cells to look at. Each expectation (finite
-metrics, unique dimensions) defines its own GX classes in its module and builds the query.
+metrics, unique dimensions) builds its query and gets its GX classes from gx_classes.
 """
 
 from __future__ import annotations
@@ -42,3 +42,39 @@ def named_rows_result(found: dict[str, Any]) -> dict[str, Any]:
     """The expectation's result: success when nothing offends; observed is the count, the sample the rows."""
     return {"success": found["total"] == 0,
             "result": {"observed_value": found["total"], "partial_unexpected_list": found["rows"]}}
+
+
+def gx_classes(module: str, name: str, metric: str, offending: Offending, doc: str) -> dict[str, type]:
+    """The GX metric and expectation (named `name`) of a named-rows check, registered with GX.
+
+    Built with type() because GX registers a metric and an expectation when their classes are
+    created (the expectation under its class name); `module` is the defining module, as a class
+    statement there would record it.
+    """
+    from typing import ClassVar
+
+    from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+    from great_expectations.expectations.expectation import BatchExpectation
+    from great_expectations.expectations.metrics.metric_provider import metric_value
+    from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
+
+    def _sqlalchemy(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration):
+        return offending_rows(execution_engine, metric_domain_kwargs, metric_value_kwargs, offending)
+
+    type(f"Table{name}Rows", (TableMetricProvider,), {
+        "__module__": module, "__doc__": f"{{'total': offending rows, 'rows': the first of them}}: {doc}",
+        "metric_name": metric, "value_keys": ("columns", "named_by"),
+        "_sqlalchemy": metric_value(engine=SqlAlchemyExecutionEngine)(_sqlalchemy),
+    })
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        return named_rows_result(metrics[metric])
+
+    keys = ("columns", "named_by")
+    expectation = type(name, (BatchExpectation,), {
+        "__module__": module, "__doc__": doc,
+        "__annotations__": {"columns": list[str], "named_by": list[str], "metric_dependencies": ClassVar[tuple[str, ...]],
+                            "success_keys": ClassVar[tuple[str, ...]], "args_keys": ClassVar[tuple[str, ...]]},
+        "metric_dependencies": (metric,), "success_keys": keys, "args_keys": keys, "_validate": _validate,
+    })
+    return {name: expectation}

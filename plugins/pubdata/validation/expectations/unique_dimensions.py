@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from pubdata.declarations import Declaration
-from pubdata.validation.expectations.named_rows import named_rows_result, offending_rows
+from pubdata.validation.expectations.named_rows import gx_classes
 from pubdata.validation.spec import ExpectationSpec
 
 NAME = "ExpectDimensionsToBeUnique"
@@ -40,36 +40,4 @@ def unique_dimensions(decl: Declaration) -> list[ExpectationSpec]:
 @lru_cache(maxsize=1)
 def gx_expectations() -> dict[str, type]:
     """The expectation and its metric, registered with Great Expectations on first use."""
-    from typing import ClassVar
-
-    from great_expectations.execution_engine import SqlAlchemyExecutionEngine
-    from great_expectations.expectations.expectation import BatchExpectation
-    from great_expectations.expectations.metrics.metric_provider import metric_value
-    from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
-
-    class TableDuplicateCells(TableMetricProvider):
-        """{"total": duplicated cells, "rows": the first of them, with their number of rows}."""
-
-        metric_name = METRIC
-        value_keys = ("columns", "named_by")
-
-        @metric_value(engine=SqlAlchemyExecutionEngine)
-        def _sqlalchemy(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs,  # noqa: N805 (a GX classmethod)
-                        metrics, runtime_configuration):
-            return offending_rows(execution_engine, metric_domain_kwargs, metric_value_kwargs, duplicate_cells)
-
-    class ExpectDimensionsToBeUnique(BatchExpectation):
-        """No combination of the dimension columns occurs in more than one row."""
-
-        columns: list[str]
-        named_by: list[str]
-        metric_dependencies: ClassVar[tuple[str, ...]] = (METRIC,)
-        success_keys: ClassVar[tuple[str, ...]] = ("columns", "named_by")
-        args_keys: ClassVar[tuple[str, ...]] = ("columns", "named_by")
-
-        def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-            return named_rows_result(metrics[METRIC])
-
-    for cls in (TableDuplicateCells, ExpectDimensionsToBeUnique):
-        cls.__module__ = __name__
-    return {NAME: ExpectDimensionsToBeUnique}
+    return gx_classes(__name__, NAME, METRIC, duplicate_cells, "No combination of the dimension columns occurs in more than one row.")
