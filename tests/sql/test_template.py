@@ -3,6 +3,8 @@ rebuild, in a sandbox that names whatever it does not provide."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pubdata.sql.parse import RULE_TEMPLATE, parse, prepared
@@ -43,5 +45,31 @@ def test_what_the_sandbox_does_not_provide_is_named():
     assert "'metrics' is undefined" in findings[0].message
     with pytest.raises(TemplateError, match="line 2"):
         render("SELECT 1\n{% if %}")
-    with pytest.raises(TemplateError, match="cannot be rendered"):
+    with pytest.raises(TemplateError, match=r"uses an attribute \(x.y\) at line 1"):
         render("{{ is_init.__globals__ }}")
+    with pytest.raises(TemplateError, match="'lipsum' is undefined"):  # Jinja's own globals are not given either
+        render("SELECT '{{ lipsum() }}'")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("template", "refusal"), [
+    ("{{ 'x' * 1000000000 }}", "uses arithmetic at line 2"),
+    ("{{ 10 ** 10 ** 8 }}", "uses arithmetic"),
+    ("{% for a in [1,2,3,4,5,6,7,8,9,10] %}\n{% for b in [1,2,3,4,5,6,7,8,9,10] %}{% for c in [1,2,3,4,5,6,7,8,9,10] %}"
+     "{% for d in [1,2,3,4,5,6,7,8,9,10] %}{% for e in [1,2,3,4,5,6,7,8,9,10] %}x{% endfor %}{% endfor %}{% endfor %}"
+     "{% endfor %}{% endfor %}", "loops running more than 10,000 times at line 3"),
+    ("{% set big = 'x' %}{% for a in big %}{% endfor %}", "a {% for %} over something other than a literal list"),
+    ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "uses {% macro %}"),
+    ("{% include '/etc/passwd' %}", "uses {% include %}"),
+    ("{{ is_init(1) }}", "a call other than is_init()"),
+])
+def test_a_template_that_could_stall_the_parse_is_refused_before_it_renders(template, refusal):
+    with pytest.raises(TemplateError, match=re.escape(refusal)):
+        render("SELECT 1\n" + template)
+
+
+def test_what_bqetl_queries_use_still_renders():
+    text = """{% set days = 28 %}
+SELECT {% for m in ['a', 'b'] %}SUM({{ m }}) AS {{ m }}_sum, {% endfor %}{{ days }} AS days
+{{ "-- init" if is_init() else "-- daily" }}{% if not is_init() and days == 28 %} WHERE x{% endif %}"""
+    assert render(text) == "\nSELECT SUM(a) AS a_sum, SUM(b) AS b_sum, 28 AS days\n-- daily WHERE x"
