@@ -542,3 +542,11 @@ def test_recursive_cte_is_traced_without_looping() -> None:
     findings = check_query(sql, columns_spec("country"))
     (lineage,) = only(findings, RULE_FORBIDDEN_LINEAGE)
     assert "output column country derives from client_id" in lineage.message
+
+
+def test_a_query_nested_too_deeply_for_the_checks_is_refused_with_what_to_do():
+    deep = "SELECT os, " + "(" * 3000 + "1" + ")" * 3000 + f" AS client_count FROM {CD} GROUP BY os"
+    findings = check_query(deep, columns_spec("os"))
+    assert rules(findings) == [RULE_PARSE] and "nests expressions too deeply" in findings[0].message
+    honest = f"SELECT os, ((((COUNT(DISTINCT client_id))))) AS client_count FROM {CD} GROUP BY os"
+    assert check_query(honest, columns_spec("os")) == []

@@ -56,6 +56,15 @@ def check_query(sql: str, spec: DeclarationFile) -> list[Finding]:
 
 
 def analyze_query(sql: str, spec: DeclarationFile) -> QueryAnalysis:
+    try:
+        return _analyze(sql, spec)
+    except RecursionError:  # the parser and every rule walk the tree recursively
+        return QueryAnalysis(None, None, [Finding(
+            RULE_PARSE, "the query nests expressions too deeply to be checked (thousands of parentheses, or one "
+            "expression of thousands of terms).", "split it: compute parts in CTEs, sum columns with fewer terms each")])
+
+
+def _analyze(sql: str, spec: DeclarationFile) -> QueryAnalysis:
     statement, findings = parse(sql)
     if statement is None:
         return QueryAnalysis(None, None, findings)

@@ -17,7 +17,6 @@ from functools import cached_property
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
-
 _BUILT_IN = frozenset(Dialect.get_or_raise("bigquery").parser_class.FUNCTIONS)
 """Names sqlglot parses as BigQuery's own functions: a call by such a name never reaches a temp function."""
 
