@@ -132,7 +132,9 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
         # The staged day is the merge's input until the switch: a failed publish keeps it for its retry.
         result = _publish_whole(decl, partition, exported, columns, store, base_url, validation, now, contacts,
                                 staging=staging)
-        discard(staging, exported, strict=True)
+        # Not strict: a retry would need the files it failed to delete (the next export of the
+        # day, or the staging bucket's lifecycle rule, clears what is left).
+        discard(staging, exported)
         return result
     version = version_id(exported)
     folder = version_dir(decl, partition, version)
