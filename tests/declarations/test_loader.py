@@ -145,3 +145,20 @@ def test_broken_declarations_do_not_hide_the_others(project):
     catalog = load_all(project)
     assert EXAMPLE in catalog.declarations
     assert {str(e.path) for e in catalog.problems} == {"metadata/broken/bad_v1.yaml", "metadata/broken/worse_v1.yaml"}
+
+
+def test_incremental_export_needs_incremental(project):
+    text = _example_yaml(project)
+    assert "incremental: true\nincremental_export: true" in text
+    path = _broken(project, "export_v1", text.replace("incremental: true\n", "incremental: false\n", 1))
+    with pytest.raises(DeclarationInvalid) as exc:
+        load_declaration(path, project)
+    messages = [e.message for e in exc.value.problems]
+    assert any("incremental_export: true needs incremental: true" in m and "remove incremental_export" in m
+               for m in messages), messages
+    # The honest declarations beside it: incremental with per-day export, and without the flag.
+    per_day = load_declaration(_broken(project, "per_day_v1", text), project)
+    assert per_day.spec.incremental_export and per_day.spec.per_day_files
+    whole = load_declaration(_broken(project, "whole_v1", text.replace("incremental_export: true", "", 1)), project)
+    assert whole.spec.incremental and whole.spec.incremental_export is False  # Mozilla's default
+    assert not whole.spec.per_day_files

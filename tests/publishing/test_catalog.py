@@ -236,7 +236,8 @@ def test_catalog_command_rebuilds_from_the_bucket(project, tmp_path):
 DATE, EARLIER, EARLIEST = "2026-11-01", "2026-10-31", "2026-10-30"
 PUBLISHABLE = sorted((d for d in load_all(REPO).declarations.values() if policy.verdict(d.spec).allows_publish),
                      key=lambda d: d.id)
-DAYS = {d.id: [EARLIEST, EARLIER, DATE] if d.table == "page_loads_by_country" else [DATE] for d in PUBLISHABLE}
+DAYS = {d.id: [EARLIEST, EARLIER, DATE] if d.table in ("page_loads_by_country", "ssl_ratio_by_country") else [DATE]
+        for d in PUBLISHABLE}
 REPUBLISHED = next(d for d in PUBLISHABLE if d.table == "hardware_report").id
 JARGON = browser.PUBLIC_JARGON
 OWNER_ADDRESSES = {o for d in PUBLISHABLE for o in d.spec.owners}
@@ -305,16 +306,21 @@ def test_catalog_in_headless_chromium(served, tmp_path):
     for d in PUBLISHABLE:
         section, days = sections[d.id], DAYS[d.id]
         listed = re.findall(r"<tr><td>(\d{4}-\d{2}-\d{2})</td><td><a href=\"([^\"]+)\"", section)
-        assert [day for day, _ in listed] == sorted(days, reverse=True), d.id
-        assert all(f"/files/{day}/" in href for day, href in listed)
+        if d.spec.per_day_files:
+            assert [day for day, _ in listed] == sorted(days, reverse=True), d.id
+            assert all(f"/files/{day}/" in href for day, href in listed)
+        else:  # exported whole: one file set holds every day
+            assert listed == [], d.id
+            assert re.search(r'href="[^"]*/files/[0-9a-f]{16}/000000000000\.json"', section), d.id
         count = len(days)
         assert f"{count} day{'' if count == 1 else 's'}" in _text(section), d.id
     data_files = [h for h in page.links if h.endswith("/000000000000.json")]
-    assert len(data_files) == sum(len(days) for days in DAYS.values())
+    assert len(data_files) == sum(len(DAYS[d.id]) if d.spec.per_day_files else 1 for d in PUBLISHABLE)
+    assert any(not d.spec.per_day_files for d in PUBLISHABLE), "an example exported whole (Mozilla's default)"
 
     feed = ET.fromstring(requests.get(base + "feed.xml", timeout=10).content)
     entries = {e.findtext(f"{ATOM}title"): e for e in feed.findall(f"{ATOM}entry")}
-    assert set(entries) == {("Updated: " if d.table == "page_loads_by_country" else "New dataset: ") + d.spec.friendly_name
+    assert set(entries) == {("Updated: " if len(DAYS[d.id]) > 1 else "New dataset: ") + d.spec.friendly_name
                             for d in PUBLISHABLE}, "the republished hardware report is not announced as updated"
     assert {a.findtext(f"{ATOM}email") for e in entries.values() for a in e.findall(f"{ATOM}author")} == {"public-data@example.org"}
     for link in feed.iter(f"{ATOM}link"):
@@ -347,8 +353,8 @@ def test_catalog_speaks_to_the_public_and_shows_the_data(served, tmp_path):
     bands = browser.chart_bands(shot)
     assert len(bands) == len(PUBLISHABLE), f"charts drawn at {bands}, expected {len(PUBLISHABLE)}"
     # Three days draw a line: far more of its colour than a single day's point.
-    page_loads = [d.id for d in PUBLISHABLE].index(next(d.id for d in PUBLISHABLE if d.table == "page_loads_by_country"))
-    assert bands[page_loads][2] > 3 * max(b[2] for i, b in enumerate(bands) if i != page_loads)
+    lines = [i for i, d in enumerate(PUBLISHABLE) if len(DAYS[d.id]) > 1]
+    assert lines and min(bands[i][2] for i in lines) > 3 * max(b[2] for i, b in enumerate(bands) if i not in lines)
 
     dom = browser.chromium("--dump-dom", base, profile=tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]

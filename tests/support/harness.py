@@ -55,7 +55,7 @@ policy:
 schedule: null
 start_date: 2026-10-01
 incremental: {incremental}
-{partition}params: {{n: 10, marker: 0}}
+{partition}{incremental_export}params: {{n: 10, marker: 0}}
 export:
   formats: [{formats}]
   max_file_bytes: {max_file_bytes}
@@ -83,7 +83,11 @@ class Harness:
         self.work_root = self.root / "export-work"  # where export writes parts before upload
 
     def declare(self, dataset_id: str, *, incremental: bool = True, formats: tuple[str, ...] = ("json",),
-                max_file_bytes: int = 256 * 1024 * 1024) -> Declaration:
+                max_file_bytes: int = 256 * 1024 * 1024, incremental_export: bool | None = None) -> Declaration:
+        """incremental_export: None publishes an incremental table day by day (what most of these
+        tests are about); False exports it whole (Mozilla's default)."""
+        if incremental_export is None:
+            incremental_export = incremental
         ds, _, table = dataset_id.partition(".")
         meta = self.project / "metadata" / ds / f"{table}.yaml"
         sql = self.project / "sql" / ds / f"{table}.sql"
@@ -92,6 +96,7 @@ class Harness:
         meta.write_text(DECLARATION.format(
             name=dataset_id, incremental=str(incremental).lower(), formats=", ".join(formats),
             partition="partition_field: submission_date\n" if incremental else "", max_file_bytes=max_file_bytes,
+            incremental_export=f"incremental_export: {str(incremental_export).lower()}\n" if incremental else "",
         ))
         sql.write_text(QUERY)
         return self.load(dataset_id)
@@ -138,7 +143,7 @@ class Harness:
     def fixed_keys(self, decl: Declaration) -> list[str]:
         """The fixed names Mozilla's clients hard-code: files/[<date>/]000000000000.json."""
         prefix = decl.dataset_id.public_prefix + "/files/"
-        depth = 1 if decl.spec.incremental else 0  # a version's files are one folder deeper
+        depth = 1 if decl.spec.per_day_files else 0  # a version's files are one folder deeper
         return [k for k in self.store.list(prefix) if k[len(prefix):].count("/") == depth]
 
 

@@ -201,7 +201,16 @@ class DeclarationFile(_Strict):
     policy: Policy
     schedule: str | None = Field(default="0 5 * * *", description="Cron expression, or null for manual runs.")
     start_date: dt.date
-    incremental: bool = False
+    incremental: bool = Field(
+        default=False,
+        description="Each run computes one day (one partition of partition_field) and publishes it beside the earlier days.",
+    )
+    incremental_export: bool = Field(
+        default=False,
+        description="Publish an incremental table day by day (files/<date>/..., listing {date: [urls]}). False (Mozilla's "
+                    "default): every run publishes the whole accumulated table, all days ordered by partition_field, "
+                    "as one file set with a flat listing. Needs incremental: true.",
+    )
     partition_field: Identifier | None = None
     source_tables: list[Line] = Field(
         default_factory=list,
@@ -245,7 +254,16 @@ class DeclarationFile(_Strict):
     def _partition(self) -> DeclarationFile:
         if self.incremental and not self.partition_field:
             raise ValueError("partition_field is required when incremental is true")
+        if self.incremental_export and not self.incremental:
+            raise ValueError("incremental_export: true needs incremental: true (only a table published day by day can "
+                             "be exported day by day): set incremental: true with a partition_field, or remove "
+                             "incremental_export")
         if self.partition_field and self.partition_field not in {d.name for d in self.policy.dimensions}:
             raise ValueError(f"partition_field {self.partition_field!r} must be a declared dimension")
         return self
 
+
+    @property
+    def per_day_files(self) -> bool:
+        """Whether the public files and listing are per day (files/<date>/...): incremental_export."""
+        return self.incremental and self.incremental_export

@@ -89,6 +89,7 @@ class Entry:
     preview: list[list[str]] = field(default_factory=list)
     preview_day: str | None = None
     chart: dict[str, Any] | None = None   # {"metric", "days": [YYYY-MM-DD], "values": [number]}
+    per_day: bool = False                 # files listed per day (incremental_export), else one file set
 
     @property
     def anchor(self) -> str:
@@ -249,6 +250,7 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                 meta = _read_json(store, f"{prefix}/metadata.json") or {}
                 policy = meta.get("policy") or {}
                 partitions = meta.get("partitions") or {}
+                per_day = bool(item.get("incremental")) and item.get("incremental_export", True) is not False
                 days = sorted(partitions.items(), reverse=True)  # every published day, newest first
                 links = meta.get("links") or {}
                 own = [
@@ -278,8 +280,8 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                     aggregation_level=policy.get("aggregation_level", item.get("aggregation_level")),
                     verdict=policy.get("verdict"),
                     schema=schema,
-                    # an incremental table's files are in its table of days instead
-                    downloads=(own if item.get("incremental") and days else _downloads(meta.get("files") or [], base_url) + own),
+                    # a table published day by day has its files in its table of days instead
+                    downloads=(own if per_day and days else _downloads(meta.get("files") or [], base_url) + own),
                     partitions=[(day, _downloads(p.get("files") or [], base_url)) for day, p in days],
                     partition_count=len(partitions) if item.get("incremental") else 1,
                     first_published=previous.get(dataset_id) or _rfc3339(changed_at),
@@ -290,6 +292,7 @@ def collect(store: Store, base_url: str, previous: dict[str, str] | None = None)
                     preview=_preview_rows(schema, preview.get("rows")),
                     preview_day=preview.get("partition"),
                     chart=_chart(meta.get("daily_totals"), set(partitions) if item.get("incremental") else None),
+                    per_day=per_day,
                 ))
     return entries
 

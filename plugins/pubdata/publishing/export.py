@@ -35,6 +35,9 @@ class ExportedFile:
     bytes: int         # uncompressed size, as a client receives it
     sha256: str        # of those bytes
     rows: int
+    # The DuckDB type of each published column as rendered (publishing.rows): what reads the
+    # rows back into the same values (an incremental table exported whole merges its days).
+    column_types: list[str] | None = None
 
 
 def partition_staging_prefix(decl: Declaration, partition: str | None) -> str:
@@ -68,13 +71,14 @@ def export(decl: Declaration, warehouse: Warehouse, staged: StagedTable, staging
             if validated is not None:
                 _same_as_validated(decl, warehouse, staged, validated)
             rows.check_finite(source, order_by, decl.id)
+            types = rows.published_types(source, order_by)
             for fmt in decl.spec.export.formats:
                 for part in rows.write_parts(source, order_by, fmt, decl.spec.export.max_file_bytes, work / fmt,
                                              what=decl.id):
                     key = f"{prefix}/{part.name}"
                     staging.upload_file(key, part.path, content_type=parts.CONTENT_TYPES[fmt],
                                         compress=parts.COMPRESSED[fmt])
-                    out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows))
+                    out.append(ExportedFile(part.name, fmt, key, part.bytes, part.sha256, part.rows, types))
     except BaseException:
         discard(staging, out)
         raise

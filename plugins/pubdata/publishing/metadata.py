@@ -73,9 +73,14 @@ def schema_record(decl: Declaration, columns: list[tuple[str, str, str]]) -> lis
     ]
 
 
+def per_day(meta: dict[str, Any]) -> bool:
+    """Whether a record's files are per day (incremental_export; a record from before the flag: incremental)."""
+    return bool(meta.get("incremental")) and meta.get("incremental_export", True) is not False
+
+
 def _all_files(meta: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
     """(partition, file) for every published file, partitions in date order."""
-    if meta.get("incremental"):
+    if per_day(meta):
         return [(p, f) for p, entry in sorted((meta.get("partitions") or {}).items()) for f in entry["files"]]
     return [(None, f) for f in meta.get("files") or []]
 
@@ -188,11 +193,11 @@ def landing_page(meta: dict[str, Any], jsonld: dict[str, Any], urls: dict[str, s
     # \u escapes, which keeps the document's meaning and leaves no markup in the element.
     text = json.dumps(jsonld, indent=2, ensure_ascii=False)
     jsonld_text = Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
-    if meta.get("incremental"):  # every published day, newest first: as many as the header counts
+    if per_day(meta):  # every published day, newest first: as many as the header counts
         days = [(day, p.get("files") or []) for day, p in sorted((meta.get("partitions") or {}).items(), reverse=True)]
     else:
         days = [(None, meta.get("files") or [])]
     return html_templates().get_template("dataset.html.j2").render(
-        meta=meta, urls=urls, jsonld_text=jsonld_text, partitions=sorted(meta.get("partitions") or {}), days=days,
+        meta=meta, per_day=per_day(meta), urls=urls, jsonld_text=jsonld_text, partitions=sorted(meta.get("partitions") or {}), days=days,
         policy_words=plain_words.policy_sentences(meta["policy"]), columns=plain_words.columns(meta["schema"]),
     )

@@ -8,7 +8,9 @@ generation preconditions. Every step can be run again after a failure at any poi
 the same public state (a retried publish skips files already copied). Once the listing names a
 version, its files are also copied to the fixed names Mozilla's clients hard-code
 (`files/[<date>/]000000000000.json`). The catalog pages are not
-rebuilt here but downstream, once per batch of publishes (orchestration: the catalog DAG). The
+rebuilt here but downstream, once per batch of publishes (orchestration: the catalog DAG). An
+incremental table exported whole (incremental_export: false) is merged first
+(publishing.accumulated) and switched with the listing's generation as its precondition. The
 layout and the readers' guarantees are in README.md ("Public layout").
 """
 
@@ -18,14 +20,16 @@ import datetime as dt
 import hashlib
 import json
 import random
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pubdata import __version__
 from pubdata.declarations import Declaration
 from pubdata.errors import PreconditionFailed, StoreError
-from pubdata.publishing import metadata, parts, summary
+from pubdata.publishing import accumulated, metadata, parts, summary
 from pubdata.publishing.catalog import INDEX_KEY
 from pubdata.publishing.export import ExportedFile, discard
 from pubdata.stores.base import Store
@@ -36,14 +40,19 @@ NO_CACHE = "no-cache"
 
 def version_id(exported: list[ExportedFile]) -> str:
     """A digest of the version's files: same bytes, same folder name."""
+    return _digest([(f.format, f.name, f.sha256) for f in exported])
+
+
+def _digest(files: list[tuple[str, str, str]]) -> str:
+    """(format, name, sha256) of each file -> the version's folder name."""
     h = hashlib.sha256()
-    for f in sorted(exported, key=lambda f: (f.format, f.name)):
-        h.update(f"{f.name} {f.sha256}\n".encode())
+    for _fmt, name, sha256 in sorted(files):
+        h.update(f"{name} {sha256}\n".encode())
     return h.hexdigest()[:16]
 
 
 def version_dir(decl: Declaration, partition: str | None, version: str) -> str:
-    sub = f"{partition}/" if decl.spec.incremental and partition else ""
+    sub = f"{partition}/" if decl.spec.per_day_files and partition else ""
     return f"{decl.dataset_id.public_prefix}/files/{sub}{version}"
 
 
@@ -118,6 +127,15 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
         raise ValueError(f"{decl.id} is incremental: publish needs the staged partition (YYYY-MM-DD)")
     if not any(f.format == "json" for f in exported):
         raise ValueError(f"{decl.id}: nothing to publish: the export has no JSON file")
+    if incremental and not decl.spec.incremental_export:
+        assert partition is not None
+        # The staged day is the merge's input until the switch: a failed publish keeps it for its retry.
+        result = _publish_whole(decl, partition, exported, columns, store, base_url, validation, now, contacts,
+                                staging=staging)
+        # Not strict: a retry would need the files it failed to delete (the next export of the
+        # day, or the staging bucket's lifecycle rule, clears what is left).
+        discard(staging, exported)
+        return result
     version = version_id(exported)
     folder = version_dir(decl, partition, version)
 
@@ -140,7 +158,7 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
                       "bytes": f.bytes, "sha256": f.sha256, "rows": f.rows})
     # The public copies exist from here on: the staged ones are not needed, even by a retry.
     try:
-        result = _switch(decl, staged, files, columns, store, base_url, validation, now, version, contacts)
+        result = _switch(decl, partition, files, columns, store, base_url, validation, now, version, contacts)
     except BaseException:
         discard(staging, exported)
         raise
@@ -148,19 +166,75 @@ def publish(decl: Declaration, staged: StagedTable, exported: list[ExportedFile]
     return result
 
 
-def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]], columns: list[tuple[str, str, str]],
+def _publish_whole(decl: Declaration, partition: str, exported: list[ExportedFile],
+                   columns: list[tuple[str, str, str]], store: Store, base_url: str,
+                   validation: dict[str, Any] | None, now: dt.datetime, contacts: list[str], *, staging: Store,
+                   attempts: int = 20) -> dict[str, Any]:
+    """Publish an incremental table exported whole: merge the day into the listed table, switch.
+
+    The merge reads the table the listing names and the switch is conditioned on that listing's
+    generation: when another publish switched in between (another day, the same day again), the
+    merge is done again on its table, so no day's rows are lost or doubled. Files are written
+    to the new version's folder, named by their content, before the listing names them.
+    """
+    key = f"{decl.dataset_id.public_prefix}/files"
+    for attempt in range(attempts):
+        current = store.read(key)
+        base_keys = _listed_json_keys(decl, json.loads(current.data) if current else None, base_url)
+        with tempfile.TemporaryDirectory(prefix="pubdata-merge-") as tmp:
+            merged = accumulated.merge(decl, partition, exported, base_keys, store, staging, Path(tmp))
+            version = _digest([(fmt, p.name, p.sha256) for fmt, p in merged.parts])
+            folder = version_dir(decl, None, version)
+            files: list[dict[str, Any]] = []
+            for fmt, part in merged.parts:
+                target = f"{folder}/{part.name}"
+                if not store.exists(target):
+                    store.upload_file(target, part.path, content_type=parts.CONTENT_TYPES[fmt],
+                                      compress=parts.COMPRESSED[fmt])
+                files.append({"name": part.name, "url": public_url(base_url, target), "format": fmt,
+                              "bytes": part.bytes, "sha256": part.sha256, "rows": part.rows})
+            # Another publish's garbage collection may have taken an unlisted folder meanwhile.
+            for fmt, part in merged.parts:
+                if not store.exists(f"{folder}/{part.name}"):
+                    store.upload_file(f"{folder}/{part.name}", part.path, content_type=parts.CONTENT_TYPES[fmt],
+                                      compress=parts.COMPRESSED[fmt])
+            listing = _json_bytes([f["url"] for f in files if f["format"] == "json"])
+            try:
+                if current is None or current.data != listing:
+                    store.write(key, listing, content_type="application/json", cache_control=NO_CACHE,
+                                if_generation_match=current.generation if current else 0)
+            except PreconditionFailed:
+                time.sleep(random.uniform(0, min(0.05 * (2 ** attempt), 1.0)))  # full jitter
+                continue
+        return _record(decl, partition, files, columns, store, base_url, validation, now, version, contacts,
+                       days=merged.days)
+    raise StoreError(f"could not publish {decl.id} {partition} after {attempts} attempts: other publishes of the "
+                     "dataset kept switching its listing; run again")
+
+
+def _listed_json_keys(decl: Declaration, listing: Any, base_url: str) -> list[str]:
+    """The keys of the JSON files a listing names, in its order (a per-day listing: day by day)."""
+    if listing is None:
+        return []
+    urls = [u for _day, us in sorted(listing.items()) for u in us] if isinstance(listing, dict) else list(listing)
+    keys = []
+    for url in urls:
+        if not isinstance(url, str) or not url.startswith(base_url):
+            raise StoreError(f"{decl.id}: the listing names {url!r}, which is not under the public base URL "
+                             f"{base_url}: set PUBDATA_PUBLIC_BASE_URL to the base it was published with")
+        keys.append(url[len(base_url):])
+    return keys
+
+
+def _switch(decl: Declaration, partition: str | None, files: list[dict[str, Any]], columns: list[tuple[str, str, str]],
             store: Store, base_url: str, validation: dict[str, Any] | None, now: dt.datetime,
             version: str, contacts: list[str]) -> dict[str, Any]:
-    """Steps 2-5 of publish, once every file of the new version is in place."""
-    incremental = decl.spec.incremental
-    partition = staged.partition if incremental else None
+    """Step 2 of publish, once every file of the new version is in place: the switch; then the rest."""
     prefix = decl.dataset_id.public_prefix
-    urls = links(decl, base_url)
     json_urls = [f["url"] for f in files if f["format"] == "json"]
-    rows = sum(f["rows"] for f in files if f["format"] == "json")
 
     # 2. The switch: one atomic write of the listing.
-    if incremental:
+    if decl.spec.per_day_files:
         def set_partition(listing):
             listing = dict(listing) if isinstance(listing, dict) else {}
             listing[partition] = json_urls
@@ -168,6 +242,21 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
         _update_json(store, f"{prefix}/files", set_partition)
     else:
         _update_json(store, f"{prefix}/files", lambda _old: json_urls)
+    return _record(decl, partition, files, columns, store, base_url, validation, now, version, contacts)
+
+
+def _record(decl: Declaration, partition: str | None, files: list[dict[str, Any]], columns: list[tuple[str, str, str]],
+            store: Store, base_url: str, validation: dict[str, Any] | None, now: dt.datetime,
+            version: str, contacts: list[str], *, days: dict[str, int] | None = None) -> dict[str, Any]:
+    """Steps 3-6 of publish, once the listing names the new version.
+
+    days: the rows per day of an incremental table exported whole (all its days are in files).
+    """
+    incremental = decl.spec.incremental
+    per_day = decl.spec.per_day_files
+    prefix = decl.dataset_id.public_prefix
+    urls = links(decl, base_url)
+    rows = sum(f["rows"] for f in files if f["format"] == "json")
 
     # 3. The record, and the documents derived from it.
     last_updated = now.strftime("%Y-%m-%d %H:%M:%S")
@@ -179,8 +268,12 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
     def record(existing):
         existing = existing if isinstance(existing, dict) else {}
         partitions = dict(existing.get("partitions") or {}) if incremental else {}
-        if incremental:
+        if per_day:
             partitions[partition] = {"version": version, "rows": rows, "files": files, "published_at": now.isoformat()}
+        elif days is not None:  # the whole table: each day's rows as they are in its files
+            partitions = {day: {"rows": n, "published_at": now.isoformat() if day == partition or not
+                                isinstance(partitions.get(day), dict) else partitions[day].get("published_at")}
+                          for day, n in days.items()}
         new = {
             "id": decl.id,
             "friendly_name": decl.spec.friendly_name,
@@ -188,6 +281,7 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
             "owners": contacts,  # Mozilla-style clients read this key: the public contacts, never personal addresses
             "contacts": contacts,
             "incremental": incremental,
+            "incremental_export": decl.spec.incremental_export,
             "partition_field": decl.spec.partition_field,
             "review_links": [str(u) for u in decl.spec.review.bugs],
             "review": decl.spec.review.model_dump(mode="json"),
@@ -195,9 +289,9 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
             "schema": metadata.schema_record(decl, columns),
             "query": {"path": f"sql/{decl.dataset}/{decl.table}_v{decl.version}.sql", "url": urls["query"],
                       "sha256": decl.query_sha256, "text": decl.query},
-            "row_count": sum(p["rows"] for p in partitions.values()) if incremental else rows,
+            "row_count": sum(p["rows"] for p in partitions.values()) if per_day else rows,
             "latest_partition": partition,
-            "version": None if incremental else version,
+            "version": None if per_day else version,
             "files": files,
             "partitions": dict(sorted(partitions.items())),
             "validation": validation,
@@ -205,7 +299,7 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
             "last_updated": last_updated,
             "generated_at": now.isoformat(),
             "pipeline_version": __version__,
-            "preview": seen.preview(partition, existing.get("preview")),
+            "preview": seen.preview(partition if per_day else None, existing.get("preview")),
             "daily_totals": seen.merged_totals(existing.get("daily_totals"), set(partitions) if incremental else None),
         }
         return summary.stamp_change(new, existing, now)
@@ -220,7 +314,7 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
         "friendly_name": decl.spec.friendly_name,
         "description": decl.spec.description,
         "incremental": incremental,
-        "incremental_export": incremental,
+        "incremental_export": decl.spec.incremental_export,
         "review_links": [str(u) for u in decl.spec.review.bugs],
         "files_uri": urls["files"],
         "last_updated": urls["last_updated"],
@@ -248,7 +342,7 @@ def _switch(decl: Declaration, staged: StagedTable, files: list[dict[str, Any]],
 
 def fixed_scope(decl: Declaration, partition: str | None) -> str:
     """Where the fixed names live: `files/` or, per day, `files/<date>/` (Mozilla's layout)."""
-    return f"{decl.dataset_id.public_prefix}/files/{partition}/" if decl.spec.incremental else \
+    return f"{decl.dataset_id.public_prefix}/files/{partition}/" if decl.spec.per_day_files else \
         f"{decl.dataset_id.public_prefix}/files/"
 
 
@@ -307,7 +401,7 @@ def _refresh_derived(store: Store, decl: Declaration, urls: dict[str, str]) -> N
 def _listed_folders(decl: Declaration, listing: Any, partition: str | None) -> set[str] | None:
     """Folders of the files the live listing references for the partition (None: not listed)."""
     prefix = decl.dataset_id.public_prefix + "/files/"
-    if decl.spec.incremental:
+    if decl.spec.per_day_files:
         if not isinstance(listing, dict) or partition not in listing:
             return None
         urls = listing[partition]

@@ -163,6 +163,11 @@ def _published(source: ExportSource, columns: list[str]) -> str:
     return f"(SELECT {', '.join(_ident(c) for c in columns)} FROM {source.relation})"
 
 
+def published_types(source: ExportSource, columns: list[str]) -> list[str]:
+    """The DuckDB type of each published column, in the order of columns."""
+    return [str(t) for t in source.con.sql(f"SELECT * FROM {_published(source, columns)}").types]
+
+
 def check_finite(source: ExportSource, columns: list[str], what: str) -> None:
     """Refuse rows holding NaN or an infinity: JSON cannot carry them and CSV readers misread them."""
     relation = _published(source, columns)

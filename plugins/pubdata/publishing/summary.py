@@ -135,9 +135,12 @@ def _totals(paths: list[Path], day: str, metric: str, family: str | None) -> dic
 
 def content_sha256(record: dict[str, Any]) -> str:
     """A digest of what a reader gets from this version: everything but the publish's own time stamps."""
-    # An incremental table's latest_partition, files and version say which day was published
-    # last, not what the table holds: its days are all in partitions.
-    ignored = VOLATILE + (("latest_partition", "files", "version") if record.get("incremental") else ())
+    # A table published day by day: latest_partition, files and version say which day was
+    # published last, not what the table holds (its days are all in partitions). Exported
+    # whole, files and version are the table; which day ran last is not content.
+    per_day = record.get("incremental") and record.get("incremental_export", True)
+    ignored = VOLATILE + (("latest_partition", "files", "version") if per_day else
+                          ("latest_partition",) if record.get("incremental") else ())
     content = {k: v for k, v in record.items() if k not in ignored}
     content["partitions"] = {
         day: {k: v for k, v in (p or {}).items() if k != "published_at"}
