@@ -232,7 +232,8 @@ def test_an_edited_query_is_checked_again(project):
 
     assert "publish_telemetry_public__page_loads_by_country_v1" in build_dags(project)
     query = project / "sql" / DS / "page_loads_by_country_v1.sql"
-    query.write_text(query.read_text().replace("SUM(page_loads) AS page_loads", "STRING_AGG(client_id) AS page_loads"))
+    query.write_text(query.read_text().replace("SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads",
+                                                "STRING_AGG(client_id) AS page_loads"))
     dags = build_dags(project)
     assert "publish_telemetry_public__page_loads_by_country_v1" not in dags
 

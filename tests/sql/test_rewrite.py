@@ -25,7 +25,8 @@ from tests.support.staging import DAY, declaration, published, stage
 CD = "`moz-fx-data-shared-prod.telemetry.clients_daily`"
 W = "WHERE submission_date = @submission_date"
 DIMS = ["country", "os", "locale", "normalized_channel"]
-PAGE_LOADS = (f"SELECT @submission_date AS submission_date, {', '.join(DIMS)}, SUM(page_loads) AS page_loads, "
+LOADS = "scalar_parent_browser_engagement_total_uri_count_sum"  # clients_daily's page loads
+PAGE_LOADS = (f"SELECT @submission_date AS submission_date, {', '.join(DIMS)}, SUM({LOADS}) AS page_loads, "
               f"COUNT(DISTINCT client_id) AS client_count FROM {CD} {W} GROUP BY {', '.join(DIMS)}")
 STEPS = [["locale", "normalized_channel"], "os", "country"]
 
@@ -40,7 +41,7 @@ def crafted(seed: int, clients: int = 60) -> list[dict[str, Any]]:
     for i in range(clients):
         base = {d: rng.choices(pick[d], weights[d])[0] for d in DIMS}
         for _ in range(rng.choice([1, 1, 2])):
-            rows.append({"client_id": f"c{i}", **base, "page_loads": rng.randint(0, 50)})
+            rows.append({"client_id": f"c{i}", **base, LOADS: rng.randint(0, 50)})
     return rows
 
 
@@ -50,7 +51,7 @@ def reference_grouped(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]
     for r in rows:
         g = groups[tuple(r[d] for d in DIMS)]
         g["clients"].add(r["client_id"])
-        g["page_loads"] += r["page_loads"]
+        g["page_loads"] += r[LOADS]
     return [{**dict(zip(DIMS, key)), "page_loads": g["page_loads"], "client_count": len(g["clients"])}
             for key, g in groups.items() if len(g["clients"]) >= k]
 
@@ -63,7 +64,7 @@ def reference_rollup(rows: list[dict[str, Any]], k: int, valid_countries: set[st
     pairs: dict[tuple, int] = defaultdict(int)  # (cell, client) -> page_loads
     for r in rows:
         country = r["country"] if r["country"] in valid_countries else label
-        pairs[(country, r["os"], r["locale"], r["normalized_channel"], r["client_id"])] += r["page_loads"]
+        pairs[(country, r["os"], r["locale"], r["normalized_channel"], r["client_id"])] += r[LOADS]
     relabelled_from = {"locale": 1, "normalized_channel": 1, "os": 2, "country": 3}
     pending = dict(pairs)
     out: dict[tuple, dict[str, Any]] = {}
@@ -157,16 +158,16 @@ def test_the_rollup_groups_by_a_constant_key_too(tmp_path):
 
 def test_rows_without_a_unit_add_nothing_to_a_published_row(tmp_path):
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": "release",
-             "page_loads": 1} for c in ("a", "b")]
+             LOADS: 1} for c in ("a", "b")]
     rows.append({"client_id": None, "country": "US", "os": "Linux", "locale": "en-US",
-                 "normalized_channel": "release", "page_loads": 1000})
+                 "normalized_channel": "release", LOADS: 1000})
     [row] = stage(PAGE_LOADS, declaration(), rows, tmp_path, k=2)["rows"]
     assert row["page_loads"] == 2 and row["client_count"] == 2
 
 
 def test_a_lying_bucket_column_disagrees_with_the_warehouse_count(tmp_path):
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": "release",
-             "page_loads": 1} for c in ("a", "b", "c")]
+             LOADS: 1} for c in ("a", "b", "c")]
     sql = PAGE_LOADS.replace("COUNT(DISTINCT client_id) AS client_count", "5000 AS client_count")
     result = stage(sql, declaration(), rows, tmp_path, k=2)
     assert result["checks"][MINIMUM]["success"]
@@ -181,7 +182,7 @@ MARGINALS = (PAGE_LOADS + "\nUNION ALL\n" + PAGE_LOADS.replace("normalized_chann
 def test_a_total_beside_its_cells_with_one_withheld_fails(tmp_path):
     """all - release - esr = the one beta client, whose cell the minimum withheld."""
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": ch,
-             "page_loads": v} for c, ch, v in [("a", "release", 10), ("b", "release", 20), ("c", "esr", 5),
+             LOADS: v} for c, ch, v in [("a", "release", 10), ("b", "release", 20), ("c", "esr", 5),
                                                 ("d", "esr", 6), ("victim", "beta", 777)]]
     result = stage(MARGINALS, declaration(), rows, tmp_path, k=2)
     assert {r["normalized_channel"] for r in result["rows"]} == {"release", "esr", "all"}
@@ -193,7 +194,7 @@ def test_a_total_beside_its_cells_with_one_withheld_fails(tmp_path):
 
 def test_a_total_beside_all_its_cells_passes(tmp_path):
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": ch,
-             "page_loads": 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "esr"), ("d", "esr")]]
+             LOADS: 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "esr"), ("d", "esr")]]
     result = stage(MARGINALS, declaration(), rows, tmp_path, k=2)
     assert len(result["rows"]) == 3 and result["checks"][DIFFERENCING]["success"]
 
@@ -201,7 +202,7 @@ def test_a_total_beside_all_its_cells_passes(tmp_path):
 def test_nested_rows_one_client_apart_fail(tmp_path):
     """A row of every Linux client, and one of the Linux clients on release: one beta client apart."""
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": ch,
-             "page_loads": 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "release"), ("d", "beta")]]
+             LOADS: 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "release"), ("d", "beta")]]
     per_os = (PAGE_LOADS.replace("normalized_channel,", "'all' AS normalized_channel,")
               .replace(f"GROUP BY {', '.join(DIMS)}", "GROUP BY country, os, locale"))
     release = PAGE_LOADS.replace(W, W + " AND normalized_channel = 'release'")
@@ -211,7 +212,7 @@ def test_nested_rows_one_client_apart_fail(tmp_path):
 
 
 def test_the_rollup_refuses_what_it_cannot_re_aggregate_by_its_sql_name():
-    sql = PAGE_LOADS.replace("SUM(page_loads)", "APPROX_COUNT_DISTINCT(os)")
+    sql = PAGE_LOADS.replace(f"SUM({LOADS})", "APPROX_COUNT_DISTINCT(os)")
     spec = DeclarationFile.model_validate(declaration(rollup=True))
     with pytest.raises(PolicyRefused, match="APPROX_COUNT_DISTINCT cannot be re-aggregated"):
         plan(sql, spec)
