@@ -18,8 +18,11 @@ import pytest
 from pubdata.declarations.spec import DeclarationFile
 from pubdata.errors import PolicyRefused
 from pubdata.sql.rewrite import plan, rolled_up
+from pubdata.sql.rules import check_query
+from pubdata.sql.shape import RULE_LEVEL, RULE_PRIVACY_UNIT
 from pubdata.validation.expectations.client_counts import AGREEMENT, MINIMUM
 from pubdata.validation.expectations.differencing import NAME as DIFFERENCING
+from pubdata.warehouses.base import UNITS
 from tests.support.staging import DAY, declaration, published, stage
 
 CD = "`moz-fx-data-shared-prod.telemetry.clients_daily`"
@@ -252,3 +255,65 @@ def test_the_converted_examples_publish_what_their_hand_written_grouping_did(tab
 
     rolled = rows(plan(decl.query, decl.spec), "rolled")
     assert rolled and rolled == rows(StagePlan(hand), "hand")
+
+
+# -- a nested privacy unit: Glean's client_info.client_id --------------------------------------------
+
+METRICS = "`moz-fx-data-shared-prod.firefox_desktop.metrics`"
+GLEAN = (f"SELECT DATE(submission_timestamp) AS submission_date, normalized_country_code AS country, "
+         f"client_info.os AS os, 'en-US' AS locale, client_info.app_channel AS normalized_channel, "
+         f"SUM(metrics.counter.networking_doh_heuristics_attempts) AS page_loads, "
+         f"{{bucket}} AS client_count FROM {METRICS} "
+         f"WHERE DATE(submission_timestamp) = @submission_date GROUP BY 1, 2, 3, 4, 5")
+
+
+def glean(**policy: Any) -> dict:
+    """The page-loads declaration over the Glean metrics ping, counted by client_info.client_id."""
+    raw = declaration(privacy_unit="client_info.client_id", **policy)
+    raw["source_tables"] = ["moz-fx-data-shared-prod.firefox_desktop.metrics"]
+    return raw
+
+
+def glean_pings() -> list[dict[str, Any]]:
+    """Metrics pings: three US clients (one sends two pings), one DE client."""
+    def ping(client: str, country: str, attempts: int) -> dict[str, Any]:
+        return {"submission_timestamp": "2026-11-01T10:00:00", "normalized_country_code": country,
+                "client_info": {"client_id": client, "app_channel": "release", "os": "Linux"},
+                "metrics": {"counter": {"networking_doh_heuristics_attempts": attempts}}}
+    return [ping("a", "US", 1), ping("a", "US", 2), ping("b", "US", 3), ping("c", "US", 4), ping("d", "DE", 5)]
+
+
+def test_a_glean_query_is_counted_by_client_info_client_id(tmp_path):
+    """privacy_unit: client_info.client_id: the warehouse counts the field, drops the DE row (one client)."""
+    sql = GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)")
+    result = stage(sql, glean(), glean_pings(), tmp_path, k=2,
+                   table="moz-fx-data-shared-prod.firefox_desktop.metrics")
+    [row] = result["rows"]
+    assert (row["country"], row["page_loads"], row["client_count"], row[UNITS]) == ("US", 10, 3, 3)
+    assert all(check["success"] for check in result["checks"].values()), result["checks"]
+
+
+def test_a_glean_query_whose_bucket_counts_pings_does_not_hide_small_cells(tmp_path):
+    """COUNT(*) counts pings, not clients: the DE client's ping count is not its client count, and
+    the warehouse's own count of client_info.client_id still decides; validation names the lie."""
+    sql = GLEAN.format(bucket="COUNT(*) * 2")
+    result = stage(sql, glean(), glean_pings(), tmp_path, k=2,
+                   table="moz-fx-data-shared-prod.firefox_desktop.metrics")
+    assert [(r["country"], r[UNITS]) for r in result["rows"]] == [("US", 3)]  # DE (1 client, 2 "clients") dropped
+    assert not result["checks"][AGREEMENT]["success"]
+
+
+def test_a_glean_query_is_refused_where_a_top_level_query_is(tmp_path):
+    spec = DeclarationFile.model_validate(glean())
+    per_client = GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)").replace(
+        "GROUP BY 1, 2, 3, 4, 5", "GROUP BY 1, 2, 3, 4, 5, client_info.client_id")
+    assert {f.rule for f in check_query(per_client, spec)} >= {RULE_LEVEL}
+    renamed = ("WITH m AS (SELECT submission_timestamp, normalized_country_code, metrics, "
+               "STRUCT(CONCAT(client_info.client_id, 'x') AS client_id, client_info.os AS os, "
+               f"client_info.app_channel AS app_channel) AS client_info FROM {METRICS}) "
+               + GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)").replace(METRICS, "m"))
+    assert RULE_PRIVACY_UNIT in {f.rule for f in check_query(renamed, spec)}
+    honest = GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)")
+    assert check_query(honest, spec) == []
+    with pytest.raises(PolicyRefused, match="top-level privacy_unit"):
+        plan(honest, DeclarationFile.model_validate(glean(rollup=True)))
