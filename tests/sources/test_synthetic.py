@@ -56,6 +56,11 @@ def test_main_and_glean_tables_have_production_shapes(source_warehouse):
                    count(DISTINCT environment.system.gfx.adapters[1].vendor_id),
                    typeof(any_value(environment.system.cpu.cores)), typeof(any_value(metadata.geo.country))
             FROM telemetry.main WHERE CAST(submission_timestamp AS DATE) = DATE '2026-11-01'""").fetchone()
+        usage = con.execute("""
+            SELECT count(DISTINCT client_info.client_id), max(n) FROM (
+              SELECT client_info, count(DISTINCT client_info.client_id) OVER (PARTITION BY
+                     client_info.app_display_version, metrics.string.usage_variant, normalized_os) AS n
+              FROM org_mozilla_mozregression.usage)""").fetchone()
         metrics = con.execute("""
             SELECT count(DISTINCT client_info.client_id), count(metrics.counter.networking_doh_heuristics_attempts),
                    typeof(any_value(metrics.custom_distribution.ssl_handshake_result_ech."values"))
@@ -68,4 +73,6 @@ def test_main_and_glean_tables_have_production_shapes(source_warehouse):
     clients, doh_counters, ech_type = metrics
     assert clients > 0 and 0 < doh_counters < clients
     assert ech_type == 'STRUCT("key" VARCHAR, "value" BIGINT)[]'
+    clients, biggest_cell = usage
+    assert 0 < biggest_cell < clients
 

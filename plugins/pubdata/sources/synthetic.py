@@ -170,9 +170,10 @@ def _main_sql(spec: SynthSpec) -> str:
         )) AS environment,
         struct_pack(histograms := struct_pack(http_pageload_is_ssl := CASE
             WHEN {_u('client_id, submission_date', s + 41)} < 0.08 THEN CAST(NULL AS VARCHAR)
-            ELSE '{{"bucket_count":3,"histogram_type":2,"sum":' || {ssl} || ',"range":[1,2],"values":{{"0":'
-                 || (uri - {ssl}) || ',"1":' || {ssl} || '}}}}' END)) AS payload
-    FROM (SELECT *, scalar_parent_browser_engagement_total_uri_count_sum AS uri FROM telemetry.clients_daily)
+            ELSE '{{"bucket_count":3,"histogram_type":2,"sum":' || ssl || ',"range":[1,2],"values":{{"0":'
+                 || (uri - ssl) || ',"1":' || ssl || '}}}}' END)) AS payload
+    FROM (SELECT *, {ssl} AS ssl
+          FROM (SELECT *, scalar_parent_browser_engagement_total_uri_count_sum AS uri FROM telemetry.clients_daily))
     """
 
 
@@ -249,7 +250,44 @@ def _events_stream_sql(spec: SynthSpec) -> str:
     """
 
 
-TABLES = ("telemetry.clients_daily", "telemetry.main", "firefox_desktop.metrics", "firefox_desktop.events_stream")
+MOZREGRESSION_VERSIONS = [("6.1.0", 70), ("6.0.0", 20), ("5.9.1", 7), ("6.2.0.dev3", 3)]
+MOZREGRESSION_OS = [("Windows", 60), ("Darwin", 20), ("Linux", 20)]
+MOZREGRESSION_OS_VERSIONS = {"Windows": [("10.0", 90), ("6.1", 10)], "Darwin": [("23.6.0", 70), ("22.6.0", 30)],
+                             "Linux": [("6.8.0-45-generic", 60), ("5.15.0-122-generic", 40)]}
+
+
+def _mozregression_usage_sql(spec: SynthSpec) -> str:
+    """org_mozilla_mozregression.usage (the Glean usage ping of the mozregression tool, the source of
+    Mozilla's public mozregression_aggregates_v1): one ping per bisection, about two per client."""
+    s = spec.seed
+    n = max(spec.scale // 4, 1)
+    u = lambda salt: _u("i", s + salt)  # noqa: E731
+    per_client = lambda salt: _u("c", s + salt)  # noqa: E731
+    os_version = "(CASE normalized_os " + " ".join(
+        f"WHEN {_lit(o)} THEN {_pick(v, per_client(54))}" for o, v in MOZREGRESSION_OS_VERSIONS.items()) + " END)"
+    return f"""
+    WITH base AS (
+        SELECT i, (i // 2) AS c, i % {spec.days} AS d FROM range({n}) r(i)
+    ), pings AS (
+        SELECT *, {_pick(MOZREGRESSION_OS, per_client(53))} AS normalized_os FROM base
+    )
+    SELECT
+        CAST(DATE '{spec.end_date.isoformat()}' - CAST(d AS INTEGER) AS TIMESTAMP)
+            + to_seconds(CAST(floor({u(1)} * 86400) AS BIGINT)) AS submission_timestamp,
+        struct_pack(client_id := CAST(md5('mozregression:' || CAST({s} AS VARCHAR) || ':' || CAST(c AS VARCHAR)) AS UUID)::VARCHAR,
+                    app_display_version := {_pick(MOZREGRESSION_VERSIONS, per_client(50))},
+                    app_channel := 'release') AS client_info,
+        struct_pack(string := struct_pack(usage_variant := {_pick([("app", 75), ("console", 25)], per_client(51))},
+                                          usage_app := {_pick([("firefox", 85), ("thunderbird", 10), ("fenix", 5)], u(52))}))
+            AS metrics,
+        normalized_os,
+        {os_version} AS normalized_os_version
+    FROM pings
+    """
+
+
+TABLES = ("telemetry.clients_daily", "telemetry.main", "firefox_desktop.metrics", "firefox_desktop.events_stream",
+          "org_mozilla_mozregression.usage")
 """The synthetic tables, in the order they are generated (main and metrics derive from clients_daily)."""
 
 
@@ -264,9 +302,14 @@ def generate(path: Path, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
         con.execute("CREATE SCHEMA telemetry")
         con.execute("CREATE SCHEMA firefox_desktop")
         con.execute(f"CREATE TABLE telemetry.clients_daily AS {_clients_daily_sql(spec)} ORDER BY submission_date, client_id")
-        con.execute(f"CREATE TABLE telemetry.main AS {_main_sql(spec)} ORDER BY submission_timestamp, client_id")
-        con.execute(f"CREATE TABLE firefox_desktop.metrics AS {_metrics_sql(spec)} ORDER BY submission_timestamp, (client_info).client_id")
+        # main and metrics keep clients_daily's order (by day, then client): DuckDB preserves the
+        # scan's order, so no second sort is needed to store them by day.
+        con.execute(f"CREATE TABLE telemetry.main AS {_main_sql(spec)}")
+        con.execute(f"CREATE TABLE firefox_desktop.metrics AS {_metrics_sql(spec)}")
         con.execute(f"CREATE TABLE firefox_desktop.events_stream AS {_events_stream_sql(spec)} ORDER BY submission_timestamp, client_id")
+        con.execute("CREATE SCHEMA org_mozilla_mozregression")
+        con.execute(f"CREATE TABLE org_mozilla_mozregression.usage AS {_mozregression_usage_sql(spec)} "
+                    "ORDER BY submission_timestamp, (client_info).client_id")
         con.execute(
             "CREATE TABLE main.pubdata_synthetic AS SELECT ? AS seed, ? AS scale, ? AS end_date, ? AS days",
             [spec.seed, spec.scale, spec.end_date, spec.days],
