@@ -1,4 +1,9 @@
-"""Synthetic source tables for the embedded warehouse, under their production names.
+"""Synthetic source tables for the embedded warehouse, under their production names, columns and types.
+
+Only what the examples and Mozilla's public queries read (TABLES): clients_daily with
+clients_daily_v6's column names, the main ping with its environment records and JSON-string
+histograms, the Glean metrics and events_stream tables (the client in client_info.client_id), and
+mozregression's usage ping. A query written for them runs on BigQuery unchanged.
 
 Deterministic for a (seed, scale): every value is derived from a hash of (seed, row), never from
 a random generator, so DuckDB's parallel execution cannot change the output. Skewed like real
