@@ -264,7 +264,7 @@ def test_validate_refuses_a_declaration_edited_after_stage(project, edit, status
 
 def test_check_names_a_source_table_the_local_warehouse_lacks(project):
     """Known before any run: the declared source table, and the command that creates or loads it."""
-    table = "moz-fx-data-shared-prod.org_mozilla_mozregression.usage"
+    table = "moz-fx-data-shared-prod.org_mozilla_fenix.baseline"  # not a synthetic table
 
     def elsewhere(spec: dict) -> None:
         spec["source_tables"] = [table]
