@@ -106,11 +106,8 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(scope="session")
-def production_schemas(tmp_path_factory) -> dict[str, list[tuple[str, str]]]:
+def production_schemas() -> dict[str, list[tuple[str, str]]]:
     """The source tables' columns and types, from a tiny synthetic warehouse (same DDL as every run)."""
-    from pubdata.sources.synthetic import SynthSpec, generate
-    from tests.support.sql_cases import source_schemas
+    from pubdata.sources.fixtures import production_schemas
 
-    path = tmp_path_factory.mktemp("schemas") / "schemas.duckdb"
-    generate(path, SynthSpec(scale=3, days=1))
-    return source_schemas(path)
+    return production_schemas()

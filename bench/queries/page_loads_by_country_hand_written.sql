@@ -21,7 +21,7 @@ WITH clients AS (
     os,
     locale,
     normalized_channel AS channel,
-    SUM(page_loads) AS page_loads
+    SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads
   FROM
     `moz-fx-data-shared-prod.telemetry.clients_daily`
   WHERE

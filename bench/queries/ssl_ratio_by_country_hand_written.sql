@@ -2,7 +2,8 @@
 -- policy.rollup: the baseline of bench publish, and the reference tests/sql/test_rewrite.py
 -- compares the roll-up with on the synthetic warehouse.
 --
--- Share of page loads over HTTPS (SSL/TLS) by country and operating system, for one day.
+-- Share of page loads over HTTPS (SSL/TLS) by country and operating system, for one day, from
+-- the main ping's HTTP_PAGELOAD_IS_SSL histogram.
 --
 -- Data publishing policy, aggregation level 2: every published row counts at least
 -- @min_bucket_size distinct clients. Rare combinations are grouped into "Other":
@@ -14,14 +15,16 @@
 WITH clients AS (
   SELECT
     client_id,
-    country,
-    os,
-    SUM(page_loads) AS page_loads,
-    SUM(ssl_page_loads) AS ssl_page_loads
+    metadata.geo.country AS country,
+    environment.system.os.name AS os,
+    SUM(COALESCE(mozfun.map.get_key(mozfun.hist.extract(payload.histograms.http_pageload_is_ssl).values, 0), 0)
+        + COALESCE(mozfun.map.get_key(mozfun.hist.extract(payload.histograms.http_pageload_is_ssl).values, 1), 0)) AS page_loads,
+    SUM(COALESCE(mozfun.map.get_key(mozfun.hist.extract(payload.histograms.http_pageload_is_ssl).values, 1), 0)) AS ssl_page_loads
   FROM
-    `moz-fx-data-shared-prod.telemetry.clients_daily`
+    `moz-fx-data-shared-prod.telemetry.main`
   WHERE
-    submission_date = @submission_date
+    DATE(submission_timestamp) = @submission_date
+    AND payload.histograms.http_pageload_is_ssl IS NOT NULL
   GROUP BY
     client_id, country, os
 ),

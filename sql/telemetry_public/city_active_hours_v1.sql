@@ -7,7 +7,7 @@
 SELECT
   @submission_date AS submission_date,
   IF(city IS NULL OR city IN ('', '??'), 'Other', city) AS city,
-  ROUND(SUM(active_hours), 1) AS active_hours,
+  ROUND(SUM(active_hours_sum), 1) AS active_hours,
   COUNT(DISTINCT client_id) AS client_count
 FROM
   `moz-fx-data-shared-prod.telemetry.clients_daily`

@@ -1,5 +1,7 @@
 -- Hardware of Firefox Desktop clients by operating system, for one day: CPU cores, memory and
--- GPU vendor, one row per (os, hardware, bucket), like the Firefox Hardware Report.
+-- GPU vendor, one row per (os, hardware, bucket), like the Firefox Hardware Report. The hardware
+-- comes from the environment of the day's main pings (environment.system: cpu.cores, memory_mb,
+-- the first gfx adapter's PCI vendor id, named as the Hardware Report names them).
 --
 -- Data publishing policy, aggregation level 2: every published row counts at least
 -- @min_bucket_size distinct clients.
@@ -15,14 +17,22 @@
 WITH clients AS (
   SELECT
     client_id,
-    os,
-    MAX(cpu_cores) AS cpu_cores,
-    MAX(memory_mb) AS memory_mb,
-    MAX(gpu_vendor) AS gpu_vendor
+    environment.system.os.name AS os,
+    MAX(environment.system.cpu.cores) AS cpu_cores,
+    MAX(environment.system.memory_mb) AS memory_mb,
+    MAX(
+      CASE environment.system.gfx.adapters[SAFE_OFFSET(0)].vendor_id
+        WHEN '0x8086' THEN 'Intel'
+        WHEN '0x10de' THEN 'NVIDIA'
+        WHEN '0x1002' THEN 'AMD'
+        WHEN '0x106b' THEN 'Apple'
+        ELSE environment.system.gfx.adapters[SAFE_OFFSET(0)].vendor_id
+      END
+    ) AS gpu_vendor
   FROM
-    `moz-fx-data-shared-prod.telemetry.clients_daily`
+    `moz-fx-data-shared-prod.telemetry.main`
   WHERE
-    submission_date = @submission_date
+    DATE(submission_timestamp) = @submission_date
   GROUP BY
     client_id, os
 ),

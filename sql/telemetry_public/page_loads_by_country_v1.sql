@@ -1,4 +1,5 @@
--- Page loads and active clients by country, OS, locale and channel, for one day.
+-- Page loads and active clients by country, OS, locale and channel, for one day. Page loads are
+-- clients_daily's count of URIs loaded (scalar_parent_browser_engagement_total_uri_count_sum).
 --
 -- Data publishing policy, aggregation level 2. The query is a plain GROUP BY of the dimensions;
 -- the pipeline groups rare combinations into "Other" (policy.rollup in the declaration) and
@@ -15,7 +16,7 @@ SELECT
   os,
   locale,
   normalized_channel,
-  SUM(page_loads) AS page_loads,
+  SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads,
   COUNT(DISTINCT client_id) AS client_count
 FROM
   `moz-fx-data-shared-prod.telemetry.clients_daily`

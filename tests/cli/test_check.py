@@ -65,7 +65,7 @@ def test_repo_check_passes_and_shows_the_intended_refusal():
     assert "fix: raise the aggregation to level 2 with a minimum bucket" in out
     assert f"{REFUSED_EXAMPLE} refused refused on purpose" in out
     assert f"{SEARCHES} signed_off ok" in out
-    assert "all 6 declaration(s) pass; 1 refused on purpose, as marked" in out
+    assert "all 7 declaration(s) pass; 1 refused on purpose, as marked" in out
 
 
 def test_an_unmarked_refusal_still_fails_check(project):
@@ -232,7 +232,8 @@ def test_an_edited_query_is_checked_again(project):
 
     assert "publish_telemetry_public__page_loads_by_country_v1" in build_dags(project)
     query = project / "sql" / DS / "page_loads_by_country_v1.sql"
-    query.write_text(query.read_text().replace("SUM(page_loads) AS page_loads", "STRING_AGG(client_id) AS page_loads"))
+    query.write_text(query.read_text().replace("SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads",
+                                                "STRING_AGG(client_id) AS page_loads"))
     dags = build_dags(project)
     assert "publish_telemetry_public__page_loads_by_country_v1" not in dags
 
@@ -259,3 +260,24 @@ def test_validate_refuses_a_declaration_edited_after_stage(project, edit, status
     with pytest.raises(PolicyRefused, match=f"policy verdict is {status}"):
         tasks.export(SEARCHES, staged, {"outcome": "passed", "checks": 1}, run_id="edited")
     assert not any((Path(settings().home) / "public").rglob("*.json"))
+
+
+def test_check_names_a_source_table_the_local_warehouse_lacks(project):
+    """Known before any run: the declared source table, and the command that creates or loads it."""
+    table = "moz-fx-data-shared-prod.org_mozilla_fenix.baseline"  # not a synthetic table
+
+    def elsewhere(spec: dict) -> None:
+        spec["source_tables"] = [table]
+        spec["policy"].pop("rollup", None)
+
+    sql = (f"SELECT DATE(submission_timestamp) AS submission_date, client_info.app_display_version AS country, "
+           f"normalized_os AS os, COUNT(DISTINCT client_id) AS client_count FROM `{table}` "
+           "WHERE DATE(submission_timestamp) = @submission_date GROUP BY 1, 2, 3")
+    ds = derive(project, "ssl_ratio_by_country_v1", "usage_v1", elsewhere, sql)
+    code, out = check(ds)
+    assert code == 1
+    assert (f"metadata/telemetry_public/usage_v1.yaml: source: missing table: source_tables names {table}, which the "
+            "local warehouse") in out
+    assert "load rows for it from a SQL test case with `pubdata load tests/sql/" in out
+    code, out = check(PAGE_LOADS)  # a dataset whose tables are all there is not affected
+    assert code == 0, out

@@ -96,6 +96,6 @@ def test_the_review_shows_what_the_pipeline_enforces(project):
 def test_max_is_on_the_stewards_checklist(project):
     sql = (project / "sql" / DS / "search_counts_by_country_v1.sql").read_text()
     ds = derive(project, "search_counts_by_country_v1", "search_max_v1",
-                sql=sql.replace("SUM(search_count)", "MAX(search_count)", 1))
+                sql=sql.replace("SUM(search_count_all)", "MAX(search_count_all)", 1))
     text = review(project, ds)
     assert "- [ ] Metric search_count is the smallest or largest value of its row (MIN/MAX)" in text

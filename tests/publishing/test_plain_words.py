@@ -29,7 +29,8 @@ def test_every_example_policy_in_plain_words(decl):
     text = _words(decl)
     assert not PUBLIC_JARGON.search(text), PUBLIC_JARGON.search(text)
     p = decl.spec.policy
-    assert text.startswith("Each row is one day (submission_date)") or p.aggregation_level == 1
+    day = decl.spec.partition_field or "submission_date"  # mozregression_aggregates_v1 calls its day `date`
+    assert text.startswith(f"Each row is one day ({day})") or p.aggregation_level == 1
     assert "No row describes a single client." in text
     if p.aggregation_level == 2 and p.bucket_column:
         assert f"at least {p.min_bucket_size:,} different clients ({p.bucket_column} says how many)" in text

@@ -30,8 +30,9 @@ def test_schema_and_skew(source_warehouse):
     con = duckdb.connect(str(source_warehouse), read_only=True)
     cols = [r[0] for r in con.execute("DESCRIBE telemetry.clients_daily").fetchall()]
     assert cols == ["submission_date", "client_id", "sample_id", "country", "city", "os", "os_version", "locale",
-                    "normalized_channel", "app_version", "page_loads", "ssl_page_loads", "search_count", "ad_clicks",
-                    "active_hours", "cpu_cores", "memory_mb", "gpu_vendor"]
+                    "normalized_channel", "app_version", "scalar_parent_browser_engagement_total_uri_count_sum",
+                    "search_count_all", "ssl_handshake_result_success_sum", "ad_clicks_count_all", "active_hours_sum", "cpu_cores",
+                    "cpu_count", "memory_mb"]
     small, big = con.execute("""
         SELECT count(*) FILTER (WHERE n < 5000), count(*) FILTER (WHERE n >= 5000) FROM (
           SELECT country, os, locale, normalized_channel, count(DISTINCT client_id) AS n
@@ -39,6 +40,39 @@ def test_schema_and_skew(source_warehouse):
     assert small > 100 and big >= 1
     assert con.execute("SELECT count(DISTINCT client_id) = count(*) FROM telemetry.clients_daily WHERE submission_date = DATE '2026-11-01'").fetchone()[0]
     events = [r[0] for r in con.execute("DESCRIBE firefox_desktop.events_stream").fetchall()]
-    assert events == ["submission_timestamp", "client_id", "normalized_country_code", "event_category", "event_name",
-                      "event_extra", "client_info"]
+    assert events == ["submission_timestamp", "client_id", "sample_id", "normalized_country_code", "event_category",
+                      "event_name", "event_extra", "client_info"]
     con.close()
+
+
+def test_main_and_glean_tables_have_production_shapes(source_warehouse):
+    """The fields Mozilla's queries read, at their production paths and types: main's histograms
+    are JSON strings, Glean pings name the client in client_info.client_id."""
+    con = duckdb.connect(str(source_warehouse), read_only=True)
+    try:
+        main = con.execute("""
+            SELECT count(*), count(payload.histograms.http_pageload_is_ssl),
+                   min(json_extract(payload.histograms.http_pageload_is_ssl, '$.values."1"')::BIGINT),
+                   count(DISTINCT environment.system.gfx.adapters[1].vendor_id),
+                   typeof(any_value(environment.system.cpu.cores)), typeof(any_value(metadata.geo.country))
+            FROM telemetry.main WHERE CAST(submission_timestamp AS DATE) = DATE '2026-11-01'""").fetchone()
+        usage = con.execute("""
+            SELECT count(DISTINCT client_info.client_id), max(n) FROM (
+              SELECT client_info, count(DISTINCT client_info.client_id) OVER (PARTITION BY
+                     client_info.app_display_version, metrics.string.usage_variant, normalized_os) AS n
+              FROM org_mozilla_mozregression.usage)""").fetchone()
+        metrics = con.execute("""
+            SELECT count(DISTINCT client_info.client_id), count(metrics.counter.networking_doh_heuristics_attempts),
+                   typeof(any_value(metrics.custom_distribution.ssl_handshake_result_ech."values"))
+            FROM firefox_desktop.metrics""").fetchone()
+    finally:
+        con.close()
+    pings, with_histogram, min_ssl, vendors, cores_type, country_type = main
+    assert 0.85 * pings < with_histogram < pings and min_ssl >= 0 and vendors == 4
+    assert (cores_type, country_type) == ("BIGINT", "VARCHAR")
+    clients, doh_counters, ech_type = metrics
+    assert clients > 0 and 0 < doh_counters < clients
+    assert ech_type == 'STRUCT("key" VARCHAR, "value" BIGINT)[]'
+    clients, biggest_cell = usage
+    assert 0 < biggest_cell < clients
+

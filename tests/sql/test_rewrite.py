@@ -18,14 +18,18 @@ import pytest
 from pubdata.declarations.spec import DeclarationFile
 from pubdata.errors import PolicyRefused
 from pubdata.sql.rewrite import plan, rolled_up
+from pubdata.sql.rules import check_query
+from pubdata.sql.shape import RULE_LEVEL, RULE_PRIVACY_UNIT
 from pubdata.validation.expectations.client_counts import AGREEMENT, MINIMUM
 from pubdata.validation.expectations.differencing import NAME as DIFFERENCING
+from pubdata.warehouses.base import UNITS
 from tests.support.staging import DAY, declaration, published, stage
 
 CD = "`moz-fx-data-shared-prod.telemetry.clients_daily`"
 W = "WHERE submission_date = @submission_date"
 DIMS = ["country", "os", "locale", "normalized_channel"]
-PAGE_LOADS = (f"SELECT @submission_date AS submission_date, {', '.join(DIMS)}, SUM(page_loads) AS page_loads, "
+LOADS = "scalar_parent_browser_engagement_total_uri_count_sum"  # clients_daily's page loads
+PAGE_LOADS = (f"SELECT @submission_date AS submission_date, {', '.join(DIMS)}, SUM({LOADS}) AS page_loads, "
               f"COUNT(DISTINCT client_id) AS client_count FROM {CD} {W} GROUP BY {', '.join(DIMS)}")
 STEPS = [["locale", "normalized_channel"], "os", "country"]
 
@@ -40,7 +44,7 @@ def crafted(seed: int, clients: int = 60) -> list[dict[str, Any]]:
     for i in range(clients):
         base = {d: rng.choices(pick[d], weights[d])[0] for d in DIMS}
         for _ in range(rng.choice([1, 1, 2])):
-            rows.append({"client_id": f"c{i}", **base, "page_loads": rng.randint(0, 50)})
+            rows.append({"client_id": f"c{i}", **base, LOADS: rng.randint(0, 50)})
     return rows
 
 
@@ -50,7 +54,7 @@ def reference_grouped(rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]
     for r in rows:
         g = groups[tuple(r[d] for d in DIMS)]
         g["clients"].add(r["client_id"])
-        g["page_loads"] += r["page_loads"]
+        g["page_loads"] += r[LOADS]
     return [{**dict(zip(DIMS, key)), "page_loads": g["page_loads"], "client_count": len(g["clients"])}
             for key, g in groups.items() if len(g["clients"]) >= k]
 
@@ -63,7 +67,7 @@ def reference_rollup(rows: list[dict[str, Any]], k: int, valid_countries: set[st
     pairs: dict[tuple, int] = defaultdict(int)  # (cell, client) -> page_loads
     for r in rows:
         country = r["country"] if r["country"] in valid_countries else label
-        pairs[(country, r["os"], r["locale"], r["normalized_channel"], r["client_id"])] += r["page_loads"]
+        pairs[(country, r["os"], r["locale"], r["normalized_channel"], r["client_id"])] += r[LOADS]
     relabelled_from = {"locale": 1, "normalized_channel": 1, "os": 2, "country": 3}
     pending = dict(pairs)
     out: dict[tuple, dict[str, Any]] = {}
@@ -157,16 +161,16 @@ def test_the_rollup_groups_by_a_constant_key_too(tmp_path):
 
 def test_rows_without_a_unit_add_nothing_to_a_published_row(tmp_path):
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": "release",
-             "page_loads": 1} for c in ("a", "b")]
+             LOADS: 1} for c in ("a", "b")]
     rows.append({"client_id": None, "country": "US", "os": "Linux", "locale": "en-US",
-                 "normalized_channel": "release", "page_loads": 1000})
+                 "normalized_channel": "release", LOADS: 1000})
     [row] = stage(PAGE_LOADS, declaration(), rows, tmp_path, k=2)["rows"]
     assert row["page_loads"] == 2 and row["client_count"] == 2
 
 
 def test_a_lying_bucket_column_disagrees_with_the_warehouse_count(tmp_path):
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": "release",
-             "page_loads": 1} for c in ("a", "b", "c")]
+             LOADS: 1} for c in ("a", "b", "c")]
     sql = PAGE_LOADS.replace("COUNT(DISTINCT client_id) AS client_count", "5000 AS client_count")
     result = stage(sql, declaration(), rows, tmp_path, k=2)
     assert result["checks"][MINIMUM]["success"]
@@ -181,7 +185,7 @@ MARGINALS = (PAGE_LOADS + "\nUNION ALL\n" + PAGE_LOADS.replace("normalized_chann
 def test_a_total_beside_its_cells_with_one_withheld_fails(tmp_path):
     """all - release - esr = the one beta client, whose cell the minimum withheld."""
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": ch,
-             "page_loads": v} for c, ch, v in [("a", "release", 10), ("b", "release", 20), ("c", "esr", 5),
+             LOADS: v} for c, ch, v in [("a", "release", 10), ("b", "release", 20), ("c", "esr", 5),
                                                 ("d", "esr", 6), ("victim", "beta", 777)]]
     result = stage(MARGINALS, declaration(), rows, tmp_path, k=2)
     assert {r["normalized_channel"] for r in result["rows"]} == {"release", "esr", "all"}
@@ -193,7 +197,7 @@ def test_a_total_beside_its_cells_with_one_withheld_fails(tmp_path):
 
 def test_a_total_beside_all_its_cells_passes(tmp_path):
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": ch,
-             "page_loads": 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "esr"), ("d", "esr")]]
+             LOADS: 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "esr"), ("d", "esr")]]
     result = stage(MARGINALS, declaration(), rows, tmp_path, k=2)
     assert len(result["rows"]) == 3 and result["checks"][DIFFERENCING]["success"]
 
@@ -201,7 +205,7 @@ def test_a_total_beside_all_its_cells_passes(tmp_path):
 def test_nested_rows_one_client_apart_fail(tmp_path):
     """A row of every Linux client, and one of the Linux clients on release: one beta client apart."""
     rows = [{"client_id": c, "country": "US", "os": "Linux", "locale": "en-US", "normalized_channel": ch,
-             "page_loads": 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "release"), ("d", "beta")]]
+             LOADS: 1} for c, ch in [("a", "release"), ("b", "release"), ("c", "release"), ("d", "beta")]]
     per_os = (PAGE_LOADS.replace("normalized_channel,", "'all' AS normalized_channel,")
               .replace(f"GROUP BY {', '.join(DIMS)}", "GROUP BY country, os, locale"))
     release = PAGE_LOADS.replace(W, W + " AND normalized_channel = 'release'")
@@ -211,7 +215,7 @@ def test_nested_rows_one_client_apart_fail(tmp_path):
 
 
 def test_the_rollup_refuses_what_it_cannot_re_aggregate_by_its_sql_name():
-    sql = PAGE_LOADS.replace("SUM(page_loads)", "APPROX_COUNT_DISTINCT(os)")
+    sql = PAGE_LOADS.replace(f"SUM({LOADS})", "APPROX_COUNT_DISTINCT(os)")
     spec = DeclarationFile.model_validate(declaration(rollup=True))
     with pytest.raises(PolicyRefused, match="APPROX_COUNT_DISTINCT cannot be re-aggregated"):
         plan(sql, spec)
@@ -251,3 +255,65 @@ def test_the_converted_examples_publish_what_their_hand_written_grouping_did(tab
 
     rolled = rows(plan(decl.query, decl.spec), "rolled")
     assert rolled and rolled == rows(StagePlan(hand), "hand")
+
+
+# -- a nested privacy unit: Glean's client_info.client_id --------------------------------------------
+
+METRICS = "`moz-fx-data-shared-prod.firefox_desktop.metrics`"
+GLEAN = (f"SELECT DATE(submission_timestamp) AS submission_date, normalized_country_code AS country, "
+         f"client_info.os AS os, 'en-US' AS locale, client_info.app_channel AS normalized_channel, "
+         f"SUM(metrics.counter.networking_doh_heuristics_attempts) AS page_loads, "
+         f"{{bucket}} AS client_count FROM {METRICS} "
+         f"WHERE DATE(submission_timestamp) = @submission_date GROUP BY 1, 2, 3, 4, 5")
+
+
+def glean(**policy: Any) -> dict:
+    """The page-loads declaration over the Glean metrics ping, counted by client_info.client_id."""
+    raw = declaration(privacy_unit="client_info.client_id", **policy)
+    raw["source_tables"] = ["moz-fx-data-shared-prod.firefox_desktop.metrics"]
+    return raw
+
+
+def glean_pings() -> list[dict[str, Any]]:
+    """Metrics pings: three US clients (one sends two pings), one DE client."""
+    def ping(client: str, country: str, attempts: int) -> dict[str, Any]:
+        return {"submission_timestamp": "2026-11-01T10:00:00", "normalized_country_code": country,
+                "client_info": {"client_id": client, "app_channel": "release", "os": "Linux"},
+                "metrics": {"counter": {"networking_doh_heuristics_attempts": attempts}}}
+    return [ping("a", "US", 1), ping("a", "US", 2), ping("b", "US", 3), ping("c", "US", 4), ping("d", "DE", 5)]
+
+
+def test_a_glean_query_is_counted_by_client_info_client_id(tmp_path):
+    """privacy_unit: client_info.client_id: the warehouse counts the field, drops the DE row (one client)."""
+    sql = GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)")
+    result = stage(sql, glean(), glean_pings(), tmp_path, k=2,
+                   table="moz-fx-data-shared-prod.firefox_desktop.metrics")
+    [row] = result["rows"]
+    assert (row["country"], row["page_loads"], row["client_count"], row[UNITS]) == ("US", 10, 3, 3)
+    assert all(check["success"] for check in result["checks"].values()), result["checks"]
+
+
+def test_a_glean_query_whose_bucket_counts_pings_does_not_hide_small_cells(tmp_path):
+    """COUNT(*) counts pings, not clients: the DE client's ping count is not its client count, and
+    the warehouse's own count of client_info.client_id still decides; validation names the lie."""
+    sql = GLEAN.format(bucket="COUNT(*) * 2")
+    result = stage(sql, glean(), glean_pings(), tmp_path, k=2,
+                   table="moz-fx-data-shared-prod.firefox_desktop.metrics")
+    assert [(r["country"], r[UNITS]) for r in result["rows"]] == [("US", 3)]  # DE (1 client, 2 "clients") dropped
+    assert not result["checks"][AGREEMENT]["success"]
+
+
+def test_a_glean_query_is_refused_where_a_top_level_query_is(tmp_path):
+    spec = DeclarationFile.model_validate(glean())
+    per_client = GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)").replace(
+        "GROUP BY 1, 2, 3, 4, 5", "GROUP BY 1, 2, 3, 4, 5, client_info.client_id")
+    assert {f.rule for f in check_query(per_client, spec)} >= {RULE_LEVEL}
+    renamed = ("WITH m AS (SELECT submission_timestamp, normalized_country_code, metrics, "
+               "STRUCT(CONCAT(client_info.client_id, 'x') AS client_id, client_info.os AS os, "
+               f"client_info.app_channel AS app_channel) AS client_info FROM {METRICS}) "
+               + GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)").replace(METRICS, "m"))
+    assert RULE_PRIVACY_UNIT in {f.rule for f in check_query(renamed, spec)}
+    honest = GLEAN.format(bucket="COUNT(DISTINCT client_info.client_id)")
+    assert check_query(honest, spec) == []
+    with pytest.raises(PolicyRefused, match="top-level privacy_unit"):
+        plan(honest, DeclarationFile.model_validate(glean(rollup=True)))

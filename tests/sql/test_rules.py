@@ -38,7 +38,7 @@ WITH base AS (
     client_id,
     country,
     os,
-    page_loads
+    scalar_parent_browser_engagement_total_uri_count_sum
   FROM {CD}
   WHERE submission_date = @submission_date
 ),
@@ -53,7 +53,7 @@ labelled AS (
     base.client_id,
     IF(cell_sizes.clients >= 5000, base.country, 'Other') AS country,
     IF(cell_sizes.clients >= 5000, base.os, 'Other') AS os,
-    base.page_loads
+    base.scalar_parent_browser_engagement_total_uri_count_sum
   FROM base
   JOIN cell_sizes USING (country, os)
 )
@@ -61,7 +61,7 @@ SELECT
   submission_date,
   country,
   os,
-  SUM(page_loads) AS page_loads,
+  SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads,
   COUNT(DISTINCT client_id) AS client_count
 FROM labelled
 GROUP BY submission_date, country, os
@@ -134,14 +134,14 @@ def test_findings_carry_rule_message_and_fix() -> None:
 
 
 def test_missing_declared_column() -> None:
-    sql = f"SELECT submission_date, country, SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) AS client_count FROM {CD} GROUP BY 1, 2"
+    sql = f"SELECT submission_date, country, SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, COUNT(DISTINCT client_id) AS client_count FROM {CD} GROUP BY 1, 2"
     findings = check_query(sql, make_spec())
     assert rules(findings) == [RULE_OUTPUT_COLUMNS]
     assert "declared but not produced by the query: os." in findings[0].message
 
 
 def test_extra_undeclared_column() -> None:
-    sql = PAGE_LOADS_SQL.replace("  os,\n  SUM(page_loads)", "  os,\n  'en-US' AS locale,\n  SUM(page_loads)")
+    sql = PAGE_LOADS_SQL.replace("  os,\n  SUM(scalar_parent_browser_engagement_total_uri_count_sum)", "  os,\n  'en-US' AS locale,\n  SUM(scalar_parent_browser_engagement_total_uri_count_sum)")
     findings = check_query(sql, make_spec())
     assert rules(findings) == [RULE_OUTPUT_COLUMNS]
     assert "not declared: locale." in findings[0].message
@@ -149,9 +149,9 @@ def test_extra_undeclared_column() -> None:
 
 
 def test_unnamed_output_column() -> None:
-    sql = f"SELECT submission_date, country, os, SUM(page_loads), COUNT(DISTINCT client_id) AS client_count FROM {CD} GROUP BY ALL"
+    sql = f"SELECT submission_date, country, os, SUM(scalar_parent_browser_engagement_total_uri_count_sum), COUNT(DISTINCT client_id) AS client_count FROM {CD} GROUP BY ALL"
     findings = only(check_query(sql, make_spec()), RULE_OUTPUT_COLUMNS)
-    assert any("output column 4 (SUM(page_loads)) has no name" in f.message for f in findings)
+    assert any("output column 4 (SUM(scalar_parent_browser_engagement_total_uri_count_sum)) has no name" in f.message for f in findings)
     assert any("page_loads" in f.message and "declared but not produced" in f.message for f in findings)
 
 
@@ -287,8 +287,8 @@ def test_forbidden_lineage_is_caught(sql: str, source: str) -> None:
         "COUNTIF(client_id IS NOT NULL)",
         "APPROX_COUNT_DISTINCT(client_id)",
         "HLL_COUNT.EXTRACT(HLL_COUNT.INIT(client_id))",
-        "SUM(IF(search_count > 0, 1, 0))",
-        "SUM(ssl_page_loads)",
+        "SUM(IF(search_count_all > 0, 1, 0))",
+        "SUM(ssl_handshake_result_success_sum)",
     ],
 )
 def test_counts_of_identifiers_are_allowed(expression: str) -> None:
@@ -380,18 +380,18 @@ def test_day_truncation_through_a_cte_is_followed() -> None:
 
 
 def test_deployment_forbidden_column_is_traced(monkeypatch: pytest.MonkeyPatch) -> None:
-    sql = f"SELECT LOWER(gpu_vendor) AS vendor, COUNT(DISTINCT client_id) AS client_count FROM {CD} GROUP BY 1"
+    sql = f"SELECT LOWER(cpu_vendor) AS vendor, COUNT(DISTINCT client_id) AS client_count FROM {CD} GROUP BY 1"
     assert check_query(sql, columns_spec("vendor")) == []
-    monkeypatch.setenv("PUBDATA_EXTRA_FORBIDDEN_COLUMNS", "gpu_vendor")
+    monkeypatch.setenv("PUBDATA_EXTRA_FORBIDDEN_COLUMNS", "cpu_vendor")
     findings = check_query(sql, columns_spec("vendor"))
     assert rules(findings) == [RULE_FORBIDDEN_LINEAGE]
-    assert "derives from gpu_vendor" in findings[0].message
+    assert "derives from cpu_vendor" in findings[0].message
 
 
 def test_allowed_columns_with_identifier_like_names_pass() -> None:
     sql = f"""
     SELECT submission_date, country, os,
-      SUM(ssl_page_loads) AS page_loads,
+      SUM(ssl_handshake_result_success_sum) AS page_loads,
       COUNT(DISTINCT client_id) AS client_count
     FROM {CD}
     WHERE submission_date = @submission_date AND sample_id < 10

@@ -21,8 +21,8 @@ from tests.support.project import REPO
 
 CD = "`moz-fx-data-shared-prod.telemetry.clients_daily`"
 DIMS = "@submission_date AS submission_date, country, os"
-METRICS = "SUM(page_loads) AS page_loads, SUM(ssl_page_loads) AS ssl_page_loads"
-RATIO = "ROUND(SAFE_DIVIDE(SUM(ssl_page_loads), SUM(page_loads)), 4) AS ssl_ratio"
+METRICS = "SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, SUM(ssl_handshake_result_success_sum) AS ssl_page_loads"
+RATIO = "ROUND(SAFE_DIVIDE(SUM(ssl_handshake_result_success_sum), SUM(scalar_parent_browser_engagement_total_uri_count_sum)), 4) AS ssl_ratio"
 WHERE = "WHERE submission_date = @submission_date"
 RUNTIME = None
 """Not refusable from the SQL alone: the warehouse's count disagrees with the column at validation."""
@@ -32,6 +32,7 @@ def base_spec(**policy) -> dict:
     spec = yaml.safe_load((REPO / "metadata/telemetry_public/ssl_ratio_by_country_v1.yaml").read_text())
     spec["policy"].pop("rollup")
     spec["policy"].update(policy)
+    spec["source_tables"] = ["moz-fx-data-shared-prod.telemetry.clients_daily"]  # what these queries read
     return spec
 
 
@@ -52,8 +53,8 @@ ATTACKS = {
     "window count": (grouped(f"{METRICS}, {RATIO}", "COUNT(*) OVER ()"), RUNTIME),
     "scaled count": (grouped(f"{METRICS}, {RATIO}", "COUNT(DISTINCT client_id) * 5000"), RUNTIME),
     "count inflated by a join": (
-        f"SELECT {DIMS.replace('country, os', 'c.country, c.os')}, SUM(c.page_loads) AS page_loads, "
-        f"SUM(c.ssl_page_loads) AS ssl_page_loads, 0.5 AS ssl_ratio, COUNT(*) AS client_count "
+        f"SELECT {DIMS.replace('country, os', 'c.country, c.os')}, SUM(c.scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, "
+        f"SUM(c.ssl_handshake_result_success_sum) AS ssl_page_loads, 0.5 AS ssl_ratio, COUNT(*) AS client_count "
         f"FROM {CD} AS c CROSS JOIN UNNEST(GENERATE_ARRAY(1, 5000)) AS x GROUP BY c.country, c.os",
         [RULE_PRIVACY_UNIT]),
     "count inflated by a join in a CTE": (
@@ -62,7 +63,7 @@ ATTACKS = {
     "scalar subquery count": (grouped(f"{METRICS}, {RATIO}", f"(SELECT COUNT(DISTINCT client_id) FROM {CD})"),
                               [RULE_AGGREGATES]),
     # individual-level rows
-    "row-level select": (f"SELECT submission_date, country, os, page_loads, ssl_page_loads, 0.5 AS ssl_ratio, "
+    "row-level select": (f"SELECT submission_date, country, os, scalar_parent_browser_engagement_total_uri_count_sum, ssl_handshake_result_success_sum, 0.5 AS ssl_ratio, "
                          f"5000 AS client_count FROM {CD}", [RULE_AGGREGATION]),
     "grouped by the client": (grouped(f"{METRICS}, {RATIO}", group="country, os, client_id"), [RULE_LEVEL]),
     # identifiers transformed, moved or packed
@@ -76,28 +77,28 @@ ATTACKS = {
                     [RULE_FORBIDDEN_LINEAGE]),
     "unpivoted identifier": (
         grouped(f"{METRICS}, {RATIO}", dims="@submission_date AS submission_date, v AS country, os",
-                frm=f"(SELECT * FROM (SELECT client_id, client_id AS copy, os, page_loads, ssl_page_loads "
+                frm=f"(SELECT * FROM (SELECT client_id, client_id AS copy, os, scalar_parent_browser_engagement_total_uri_count_sum, ssl_handshake_result_success_sum "
                     f"FROM {CD}) UNPIVOT(v FOR name IN (copy)))", group="2, 3"), [RULE_FORBIDDEN_LINEAGE]),
     "pivoted identifier": (
         grouped(f"{METRICS}, {RATIO}", dims="@submission_date AS submission_date, linux AS country, os",
-                frm=f"(SELECT * FROM (SELECT client_id, os, page_loads, ssl_page_loads FROM {CD}) "
+                frm=f"(SELECT * FROM (SELECT client_id, os, scalar_parent_browser_engagement_total_uri_count_sum, ssl_handshake_result_success_sum FROM {CD}) "
                     "PIVOT(ANY_VALUE(client_id) FOR os IN ('Linux' AS linux)))", group="2, 3"),
         [RULE_FORBIDDEN_LINEAGE]),
     "JSON at a computed path": (
         grouped(f"{METRICS}, {RATIO}", dims="@submission_date AS submission_date, "
                 "JSON_VALUE(TO_JSON_STRING(STRUCT(client_id)), CONCAT('$.', 'client_id')) AS country, os",
                 group="2, 3"), [RULE_FORBIDDEN_LINEAGE]),
-    "string_agg of identifiers": (grouped("STRING_AGG(client_id) AS page_loads, SUM(ssl_page_loads) AS "
-                                          "ssl_page_loads, 0.5 AS ssl_ratio"), [RULE_FORBIDDEN_LINEAGE, RULE_AGGREGATES]),
-    "identifiers packed as JSON": (grouped("TO_JSON_STRING(ARRAY_AGG(STRUCT(client_id, page_loads))) AS page_loads, "
-                                           "SUM(ssl_page_loads) AS ssl_page_loads, 0.5 AS ssl_ratio"),
+    "string_agg of identifiers": (grouped("STRING_AGG(client_id) AS page_loads, SUM(ssl_handshake_result_success_sum) AS "
+                                          "ssl_handshake_result_success_sum, 0.5 AS ssl_ratio"), [RULE_FORBIDDEN_LINEAGE, RULE_AGGREGATES]),
+    "identifiers packed as JSON": (grouped("TO_JSON_STRING(ARRAY_AGG(STRUCT(client_id, scalar_parent_browser_engagement_total_uri_count_sum))) AS page_loads, "
+                                           "SUM(ssl_handshake_result_success_sum) AS ssl_page_loads, 0.5 AS ssl_ratio"),
                                    [RULE_FORBIDDEN_LINEAGE, RULE_AGGREGATES]),
     # aggregates that do not reduce a group to a statistic
-    "any_value": (grouped("ANY_VALUE(page_loads) AS page_loads, SUM(ssl_page_loads) AS ssl_page_loads, 0.5 AS ssl_ratio"),
+    "any_value": (grouped("ANY_VALUE(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, SUM(ssl_handshake_result_success_sum) AS ssl_page_loads, 0.5 AS ssl_ratio"),
                   [RULE_AGGREGATES]),
-    "array_agg of values": (grouped("TO_JSON_STRING(ARRAY_AGG(page_loads)) AS page_loads, SUM(ssl_page_loads) AS "
-                                    "ssl_page_loads, 0.5 AS ssl_ratio"), [RULE_AGGREGATES]),
-    "max without a steward": (grouped("MAX(page_loads) AS page_loads, SUM(ssl_page_loads) AS ssl_page_loads, "
+    "array_agg of values": (grouped("TO_JSON_STRING(ARRAY_AGG(scalar_parent_browser_engagement_total_uri_count_sum)) AS page_loads, SUM(ssl_handshake_result_success_sum) AS "
+                                    "ssl_handshake_result_success_sum, 0.5 AS ssl_ratio"), [RULE_AGGREGATES]),
+    "max without a steward": (grouped("MAX(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, SUM(ssl_handshake_result_success_sum) AS ssl_page_loads, "
                                       "0.5 AS ssl_ratio"), [RULE_AGGREGATES]),
     # the unit or the values moved so the warehouse counts the wrong thing
     "unit rewritten by * REPLACE": (
@@ -105,18 +106,18 @@ ATTACKS = {
         f"UNNEST(GENERATE_ARRAY(1, 5000)) AS n {WHERE}) " + grouped(f"{METRICS}, {RATIO}", frm="x"),
         [RULE_PRIVACY_UNIT]),
     "subquery value by * REPLACE": (
-        f"WITH x AS (SELECT * REPLACE ((SELECT SUM(v.page_loads) FROM {CD} AS v WHERE v.country = 'LI') "
-        f"AS page_loads) FROM {CD} {WHERE}) " + grouped(f"{METRICS}, {RATIO}", frm="x"), [RULE_PROVENANCE]),
+        f"WITH x AS (SELECT * REPLACE ((SELECT SUM(v.scalar_parent_browser_engagement_total_uri_count_sum) FROM {CD} AS v WHERE v.country = 'LI') "
+        f"AS scalar_parent_browser_engagement_total_uri_count_sum) FROM {CD} {WHERE}) " + grouped(f"{METRICS}, {RATIO}", frm="x"), [RULE_PROVENANCE]),
     "window maximum by * REPLACE": (
-        f"WITH x AS (SELECT * REPLACE (MAX(page_loads) OVER (PARTITION BY country) AS page_loads) FROM {CD} "
+        f"WITH x AS (SELECT * REPLACE (MAX(scalar_parent_browser_engagement_total_uri_count_sum) OVER (PARTITION BY country) AS scalar_parent_browser_engagement_total_uri_count_sum) FROM {CD} "
         f"{WHERE}) " + grouped(f"{METRICS}, {RATIO}", frm="x"), [RULE_PROVENANCE]),
     "another client's values through a join": (
-        f"WITH j AS (SELECT b.client_id, b.country, b.os, a.page_loads, a.ssl_page_loads FROM {CD} AS a "
+        f"WITH j AS (SELECT b.client_id, b.country, b.os, a.scalar_parent_browser_engagement_total_uri_count_sum, a.ssl_handshake_result_success_sum FROM {CD} AS a "
         f"CROSS JOIN {CD} AS b WHERE a.city = 'Smallville') " + grouped(f"{METRICS}, {RATIO}", frm="j"),
         [RULE_PRIVACY_UNIT]),
     # a condition on one identifier tells where that client is
-    "countif of one client": (grouped("COUNTIF(client_id = 'victim') AS page_loads, SUM(ssl_page_loads) AS "
-                                      "ssl_page_loads, 0.5 AS ssl_ratio"), [RULE_FORBIDDEN_LINEAGE]),
+    "countif of one client": (grouped("COUNTIF(client_id = 'victim') AS page_loads, SUM(ssl_handshake_result_success_sum) AS "
+                                      "ssl_handshake_result_success_sum, 0.5 AS ssl_ratio"), [RULE_FORBIDDEN_LINEAGE]),
     "having picks one client's row": (grouped(f"{METRICS}, {RATIO}") + " HAVING LOGICAL_OR(client_id = 'victim')",
                                       [RULE_FORBIDDEN_LINEAGE]),
     "order by limit picks one client's row": (
@@ -183,23 +184,23 @@ def test_a_level_3_declaration_of_an_aggregate_query_is_not_refused_by_shape():
 
 @pytest.mark.parametrize("sql", [
     # honest shapes the rules must not refuse
-    grouped("COUNTIF(page_loads > 0) AS page_loads, SUM(IF(os = 'Linux', ssl_page_loads, 0)) AS ssl_page_loads, "
-            "AVG(page_loads) AS ssl_ratio"),
-    f"WITH per_client AS (SELECT client_id, country, os, SUM(page_loads) AS page_loads, SUM(ssl_page_loads) AS "
-    f"ssl_page_loads FROM {CD} {WHERE} GROUP BY client_id, country, os) "
+    grouped("COUNTIF(scalar_parent_browser_engagement_total_uri_count_sum > 0) AS page_loads, SUM(IF(os = 'Linux', ssl_handshake_result_success_sum, 0)) AS ssl_page_loads, "
+            "AVG(scalar_parent_browser_engagement_total_uri_count_sum) AS ssl_ratio"),
+    f"WITH per_client AS (SELECT client_id, country, os, SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, SUM(ssl_handshake_result_success_sum) AS "
+    f"ssl_handshake_result_success_sum FROM {CD} {WHERE} GROUP BY client_id, country, os) "
     f"SELECT {DIMS}, {METRICS}, {RATIO}, COUNT(DISTINCT client_id) AS client_count FROM per_client GROUP BY country, os",
-    grouped(f"{METRICS}, {RATIO}", frm=f"(SELECT * FROM (SELECT client_id, country, os, page_loads, ssl_page_loads "
-                                       f"FROM {CD}) UNPIVOT(v FOR metric IN (page_loads, ssl_page_loads)))"),
+    grouped(f"{METRICS}, {RATIO}", frm=f"(SELECT * FROM (SELECT client_id, country, os, scalar_parent_browser_engagement_total_uri_count_sum, ssl_handshake_result_success_sum "
+                                       f"FROM {CD}) UNPIVOT(v FOR metric IN (scalar_parent_browser_engagement_total_uri_count_sum, ssl_handshake_result_success_sum)))"),
     grouped(f"{METRICS}, {RATIO}", dims="@submission_date AS submission_date, "
             "JSON_VALUE(TO_JSON_STRING(STRUCT(country)), '$.country') AS country, os", group="2, 3"),
     # a per-client total by window, a dedupe by QUALIFY, joins on the unit, a wrapper, a semi-join
-    f"WITH b AS (SELECT client_id, country, os, SUM(page_loads) OVER (PARTITION BY client_id) AS page_loads, "
-    f"ssl_page_loads FROM {CD} {WHERE} QUALIFY ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY "
+    f"WITH b AS (SELECT client_id, country, os, SUM(scalar_parent_browser_engagement_total_uri_count_sum) OVER (PARTITION BY client_id) AS page_loads, "
+    f"ssl_handshake_result_success_sum FROM {CD} {WHERE} QUALIFY ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY "
     "submission_date DESC) = 1) " + grouped(f"{METRICS}, {RATIO}", frm="b").replace(WHERE, ""),
-    f"WITH j AS (SELECT a.client_id, a.country, a.os, a.page_loads, y.ssl_page_loads FROM {CD} AS a "
+    f"WITH j AS (SELECT a.client_id, a.country, a.os, a.scalar_parent_browser_engagement_total_uri_count_sum, y.ssl_handshake_result_success_sum FROM {CD} AS a "
     f"JOIN {CD} AS y ON a.client_id = y.client_id AND a.submission_date = y.submission_date) "
     + grouped(f"{METRICS}, {RATIO}", frm="j"),
-    f"WITH j AS (SELECT client_id, a.country, a.os, a.page_loads, a.ssl_page_loads FROM {CD} AS a "
+    f"WITH j AS (SELECT client_id, a.country, a.os, a.scalar_parent_browser_engagement_total_uri_count_sum, a.ssl_handshake_result_success_sum FROM {CD} AS a "
     f"JOIN {CD} AS y USING (client_id, submission_date)) " + grouped(f"{METRICS}, {RATIO}", frm="j"),
     f"SELECT * FROM ({HONEST}) AS t",
     grouped(f"{METRICS}, {RATIO}").replace(WHERE, WHERE + " AND client_id IN (SELECT client_id FROM "

@@ -41,7 +41,7 @@ def add_miscounted_example(project: Path) -> str:
     says otherwise, so validation fails."""
     (project / "sql/telemetry_public/page_loads_miscounted_v1.sql").write_text(
         "SELECT @submission_date AS submission_date, country, os, locale, normalized_channel,\n"
-        "       SUM(page_loads) AS page_loads, COUNT(DISTINCT client_id) * 2 AS client_count\n"
+        "       SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, COUNT(DISTINCT client_id) * 2 AS client_count\n"
         "FROM `moz-fx-data-shared-prod.telemetry.clients_daily`\n"
         "WHERE submission_date = @submission_date\n"
         "GROUP BY country, os, locale, normalized_channel\n"

@@ -26,12 +26,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import yaml
 
 from pubdata.declarations import load_declaration
 from pubdata.orchestration.tasks import query_params
 from pubdata.publishing.rows import write_parts
+from pubdata.sources.fixtures import (
+    EXPECT_STEM,
+    PARAMS_FILE,
+    ROW_SUFFIXES,
+    jsonable,
+    load_case,
+    read_rows,
+    table_schemas,
+)
 from pubdata.sql.rewrite import plan
 from pubdata.sql.template import initializing
 from pubdata.stores.local import LocalStore
@@ -39,10 +47,8 @@ from pubdata.warehouses.duckdb import DuckDBWarehouse
 
 REPO = Path(__file__).resolve().parents[2]
 CASES_DIR = REPO / "tests" / "sql"
-PARAMS_FILE = "query_params.yaml"
-EXPECT_STEM = "expect"
 INIT_CASE = "test_init"
-ROW_SUFFIXES = (".yaml", ".yml", ".ndjson", ".json")
+source_schemas = table_schemas
 
 
 def discover(root: Path = CASES_DIR) -> list[Path]:
@@ -53,82 +59,10 @@ def _case_id(case: Path) -> str:
     return f"{case.parent.parent.name}.{case.parent.name}/{case.name}"
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows from a YAML list of mappings, a JSON array or newline-delimited JSON."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".ndjson":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    elif path.suffix == ".json":
-        rows = json.loads(text)
-    else:
-        rows = yaml.safe_load(text) or []
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ValueError(f"{path}: expected a list of rows (mappings of column to value)")
-    return rows
-
-
-def source_schemas(path: Path) -> dict[str, list[tuple[str, str]]]:
-    """Column names and types of every table in a DuckDB file, by "<dataset>.<table>"."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        rows = con.execute(
-            "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema <> 'main' ORDER BY table_schema, table_name, ordinal_position"
-        ).fetchall()
-    finally:
-        con.close()
-    schemas: dict[str, list[tuple[str, str]]] = {}
-    for schema, table, column, type_ in rows:
-        schemas.setdefault(f"{schema}.{table}", []).append((column, type_))
-    return schemas
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    raise TypeError(f"cannot write {value!r} as JSON")
-
-
 def load_inputs(case: Path, source: Path, schemas: dict[str, list[tuple[str, str]]]) -> list[str]:
-    """Create the case's input tables in a fresh DuckDB file, with production column types."""
-    con = duckdb.connect(str(source))
-    loaded = []
-    try:
-        for path in sorted(case.iterdir()):
-            if path.suffix not in ROW_SUFFIXES or path.name == PARAMS_FILE or path.stem == EXPECT_STEM:
-                continue
-            parts = path.stem.split(".")
-            if len(parts) < 2:
-                raise ValueError(f"{path}: name an input file after its table, <dataset>.<table>{path.suffix} "
-                                 f"(optionally with the project, e.g. moz-fx-data-shared-prod.telemetry.clients_daily{path.suffix})")
-            dataset, table = parts[-2], parts[-1]
-            rows = read_rows(path)
-            ndjson = source.parent / f"{dataset}.{table}.ndjson"
-            ndjson.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in rows), encoding="utf-8")
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
-            target = f'"{dataset}"."{table}"'
-            schema = schemas.get(f"{dataset}.{table}")
-            if schema is None:  # not a known source table: types are inferred from the rows
-                con.execute(f"CREATE TABLE {target} AS SELECT * FROM read_json_auto(?, format='newline_delimited')", [str(ndjson)])
-            else:
-                types = dict(schema)
-                given = list(dict.fromkeys(k for r in rows for k in r))
-                unknown = [c for c in given if c not in types]
-                if unknown:
-                    raise ValueError(f"{path}: {', '.join(unknown)} is not a column of {dataset}.{table}; its columns are {', '.join(types)}")
-                con.execute(f"CREATE TABLE {target} ({', '.join(f'{_q(c)} {t}' for c, t in schema)})")
-                if rows:
-                    columns = "{" + ", ".join(f"'{c}': '{types[c]}'" for c in given) + "}"
-                    con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM read_json(?, format='newline_delimited', columns={columns})",
-                                [str(ndjson)])
-            loaded.append(f"{dataset}.{table}")
-    finally:
-        con.close()
-    return loaded
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    """Create the case's input tables in a fresh DuckDB file, with production column types
+    (the loader `pubdata load` uses: pubdata.sources.fixtures)."""
+    return list(load_case(case, source, schemas))
 
 
 def run_case(case: Path, project: Path, schemas: dict[str, list[tuple[str, str]]], workdir: Path) -> list[dict[str, Any]]:
@@ -165,7 +99,7 @@ def expected_rows(case: Path) -> list[dict[str, Any]]:
     found = [case / f"{EXPECT_STEM}{s}" for s in ROW_SUFFIXES if (case / f"{EXPECT_STEM}{s}").is_file()]
     if len(found) != 1:
         raise FileNotFoundError(f"{case}: expected exactly one expect.yaml or expect.ndjson, found {len(found)}")
-    return json.loads(json.dumps(read_rows(found[0]), default=_jsonable))
+    return json.loads(json.dumps(read_rows(found[0]), default=jsonable))
 
 
 def _normal(row: dict[str, Any]) -> str:

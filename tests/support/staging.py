@@ -70,14 +70,31 @@ def write_source(path: Path, rows: list[dict[str, Any]]) -> None:
         con.close()
 
 
-def stage(sql: str, raw: dict, rows: list[dict[str, Any]], workdir: Path, *, k: int = 2) -> dict[str, Any]:
-    """{rows: staged rows (internal columns included), checks: {name: check result}, plan}."""
+def write_table(path: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    """A source table (`project.dataset.table`) holding exactly these rows, with its production
+    types, through the loader `pubdata load` uses (nested records as mappings)."""
+    from pubdata.sources.fixtures import load_case
+
+    case = path.parent / f"{path.stem}-rows"
+    case.mkdir(parents=True, exist_ok=True)
+    (case / f"{table}.yaml").write_text(yaml.safe_dump(rows), encoding="utf-8")
+    load_case(case, path)
+
+
+def stage(sql: str, raw: dict, rows: list[dict[str, Any]], workdir: Path, *, k: int = 2,
+          table: str | None = None) -> dict[str, Any]:
+    """{rows: staged rows (internal columns included), checks: {name: check result}, plan}.
+
+    The rows are clients_daily's unless `table` names another source table."""
     raw = copy.deepcopy(raw)
     raw["policy"]["min_bucket_size"] = k
     spec = DeclarationFile.model_validate(raw)
     workdir.mkdir(parents=True, exist_ok=True)
     source = workdir / "source.duckdb"
-    write_source(source, rows)
+    if table is None:
+        write_source(source, rows)
+    else:
+        write_table(source, table, rows)
     warehouse = DuckDBWarehouse(source, workdir / "staging")
     stage_plan = plan(sql, spec)
     staged = warehouse.stage(DATASET, stage_plan, {"submission_date": DAY, "min_bucket_size": k}, DAY,

@@ -32,7 +32,9 @@ K = 5000
 
 
 def without_rollup(spec: dict) -> None:
+    """The SSL example's declaration for the attacks' queries: no roll-up, and clients_daily (what they read)."""
     spec["policy"].pop("rollup", None)
+    spec["source_tables"] = ["moz-fx-data-shared-prod.telemetry.clients_daily"]
 
 
 def decl_columns(dataset_id: str) -> list[str]:
@@ -75,8 +77,8 @@ def test_a_lying_bucket_column_fails_validation_and_nothing_is_public(project, n
 def test_small_cells_never_leave_the_warehouse_even_when_the_query_keeps_them(project):
     """A careless query with no grouping into Other: the cells under the minimum are dropped by the
     warehouse, the rest validate and publish."""
-    sql = (f"SELECT @submission_date AS submission_date, country, os, SUM(page_loads) AS page_loads, "
-           f"SUM(ssl_page_loads) AS ssl_page_loads, ROUND(SAFE_DIVIDE(SUM(ssl_page_loads), SUM(page_loads)), 4) "
+    sql = (f"SELECT @submission_date AS submission_date, country, os, SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, "
+           f"SUM(ssl_handshake_result_success_sum) AS ssl_page_loads, ROUND(SAFE_DIVIDE(SUM(ssl_handshake_result_success_sum), SUM(scalar_parent_browser_engagement_total_uri_count_sum)), 4) "
            f"AS ssl_ratio, COUNT(DISTINCT client_id) AS client_count FROM {CD} "
            f"WHERE submission_date = @submission_date GROUP BY country, os")
     ds = derive(project, "ssl_ratio_by_country_v1", "ssl_careless_v1", without_rollup, sql)
@@ -94,8 +96,9 @@ def test_small_cells_never_leave_the_warehouse_even_when_the_query_keeps_them(pr
     assert len(units) == big and min(units) >= K
     validation = tasks.validate(ds, staged)
     tasks.publish(ds, staged, validation, tasks.export(ds, staged, validation, "careless"), "careless")
-    [part] = [p for p in public_files() if "ssl_careless" in str(p) and p.parent.name == DAY.isoformat()
-              and p.name == "000000000000.json"]  # the day's file at its fixed name
+    # the SSL example's export is not incremental (incremental_export: false): the whole table, flat under files/
+    [part] = [p for p in public_files() if "ssl_careless" in str(p) and p.parent.name == "files"
+              and p.name == "000000000000.json"]
     rows = json.loads(part.read_text())
     assert len(rows) == big and min(r["client_count"] for r in rows) >= K
     assert all(not k.startswith("_pubdata") for r in rows for k in r)
@@ -131,8 +134,8 @@ def _small_group() -> tuple[str, int]:
 
 def _differencing_sql(excluded: str) -> str:
     """Two rows: every US client, and every US client but a few (a filter the static checks allow)."""
-    select = ("SELECT @submission_date AS submission_date, country, {os} AS os, SUM(page_loads) AS page_loads, "
-              "SUM(ssl_page_loads) AS ssl_page_loads, ROUND(SAFE_DIVIDE(SUM(ssl_page_loads), SUM(page_loads)), 4) "
+    select = ("SELECT @submission_date AS submission_date, country, {os} AS os, SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, "
+              "SUM(ssl_handshake_result_success_sum) AS ssl_page_loads, ROUND(SAFE_DIVIDE(SUM(ssl_handshake_result_success_sum), SUM(scalar_parent_browser_engagement_total_uri_count_sum)), 4) "
               f"AS ssl_ratio, COUNT(DISTINCT client_id) AS client_count FROM {CD} "
               "WHERE submission_date = @submission_date AND country = 'US'{more} GROUP BY country")
     return (select.format(os="'all'", more="") + "\nUNION ALL\n"
@@ -168,8 +171,8 @@ def test_differencing_fails_closed_when_too_large_to_check(project, monkeypatch)
 
 def test_rows_far_apart_pass_the_differencing_check(project):
     """Overlapping but not close: every US client, and the US clients on Linux only (far fewer)."""
-    select = ("SELECT @submission_date AS submission_date, country, {os} AS os, SUM(page_loads) AS page_loads, "
-              "SUM(ssl_page_loads) AS ssl_page_loads, ROUND(SAFE_DIVIDE(SUM(ssl_page_loads), SUM(page_loads)), 4) "
+    select = ("SELECT @submission_date AS submission_date, country, {os} AS os, SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads, "
+              "SUM(ssl_handshake_result_success_sum) AS ssl_page_loads, ROUND(SAFE_DIVIDE(SUM(ssl_handshake_result_success_sum), SUM(scalar_parent_browser_engagement_total_uri_count_sum)), 4) "
               f"AS ssl_ratio, COUNT(DISTINCT client_id) AS client_count FROM {CD} "
               "WHERE submission_date = @submission_date AND country = 'US'{more} GROUP BY country")
     sql = select.format(os="'all'", more="") + "\nUNION ALL\n" + select.format(os="'Windows_NT'", more=" AND os = 'Windows_NT'")
@@ -198,7 +201,7 @@ def test_minimum_check_names_rows_under_the_minimum(project, stage_sql, decl):
         SELECT * FROM (VALUES
           (DATE '2026-11-01', 'US', 'Windows_NT', 'en-US', 'release', 120000, 6000, 6000),
           (DATE '2026-11-01', 'DE', 'Linux', 'de', 'release', 30, 5000, 3)
-        ) t(submission_date, country, os, locale, normalized_channel, page_loads, client_count, _pubdata_units)""")
+        ) t(submission_date, country, os, locale, normalized_channel, scalar_parent_browser_engagement_total_uri_count_sum, client_count, _pubdata_units)""")
     report = validate(decl, wh, staged, suite_for(decl, wh))
     failed = {c.expectation: c for c in report.failures}
     assert MINIMUM in failed and AGREEMENT in failed

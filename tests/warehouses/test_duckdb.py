@@ -104,5 +104,35 @@ def test_a_source_is_ready_when_its_day_has_rows(wh):
     assert wh.source_ready(clients_daily, dt.date(2026, 11, 1)) is True
     assert wh.source_ready(events, dt.date(2026, 11, 1)) is True
     assert wh.source_ready(clients_daily, dt.date(2027, 1, 1)) is False  # not arrived (yet)
-    with pytest.raises(QueryError, match="does not exist.*source_tables"):
+    with pytest.raises(QueryError, match="source_tables name .*no_such_table, which the local warehouse .* does not hold"):
         wh.source_ready("moz-fx-data-shared-prod.telemetry.no_such_table", dt.date(2026, 11, 1))
+
+
+def test_a_missing_source_table_names_the_command_that_creates_it(wh):
+    """Not DuckDB's bare catalog error: the table, that the local warehouse is synthetic, and the fix."""
+    with pytest.raises(QueryError) as exc:
+        wh.stage(DS, "SELECT COUNT(*) AS n FROM `moz-fx-data-shared-prod.org_mozilla_fenix.baseline`", {}, None)
+    text = str(exc.value)
+    assert "moz-fx-data-shared-prod.org_mozilla_fenix.baseline" in text and "Catalog Error" not in text
+    assert "synthetic" in text and "pubdata load tests/sql/" in text
+    assert wh.missing_sources(["moz-fx-data-shared-prod.telemetry.main", "moz-fx-data-shared-prod.x.y"]).keys() \
+        == {"moz-fx-data-shared-prod.x.y"}  # the synthetic tables are there
+
+
+def test_a_missing_synthetic_table_says_pubdata_synth(project, source_warehouse, tmp_path, monkeypatch):
+    import shutil
+
+    path = tmp_path / "old.duckdb"
+    shutil.copyfile(source_warehouse, path)
+    con = duckdb.connect(str(path))
+    con.execute("DROP TABLE telemetry.main")  # a warehouse generated before the table existed
+    con.close()
+    monkeypatch.setenv("PUBDATA_WAREHOUSE", f"duckdb://{path}")
+    old = open_warehouse(settings().warehouse_url, home=settings().home)
+    with pytest.raises(QueryError, match=r"telemetry\.main, which the local warehouse .* does not hold .*`pubdata synth --force`"):
+        old.stage(DS, "SELECT COUNT(*) AS n FROM `moz-fx-data-shared-prod.telemetry.main`", {}, None)
+    with pytest.raises(QueryError, match=r"`pubdata synth --force` to generate the synthetic telemetry\.main"):
+        old.source_ready("moz-fx-data-shared-prod.telemetry.main", dt.date(2026, 11, 1))
+    # a table the query lacks a column of is still DuckDB's own error, naming the column
+    with pytest.raises(QueryError, match="no_such_column"):
+        old.stage(DS, "SELECT no_such_column FROM `moz-fx-data-shared-prod.telemetry.clients_daily`", {}, None)

@@ -68,6 +68,28 @@ def synth(
 
 
 @app.command()
+def load(case: Annotated[Path, typer.Argument(help="A SQL test case directory, e.g. tests/sql/<ds>/<table>_v<N>/<case>/.")]):
+    """Load a SQL test case's input rows into the embedded warehouse, replacing those tables."""
+    from pubdata.sources.fixtures import FixtureError, load_case
+
+    cfg = settings()
+    if not cfg.warehouse_url.startswith("duckdb://"):
+        err.print("[red]pubdata load writes the embedded DuckDB warehouse; PUBDATA_WAREHOUSE is not duckdb://[/red]")
+        raise typer.Exit(2)
+    from pubdata.warehouses.duckdb import DuckDBWarehouse
+
+    path = DuckDBWarehouse.from_url(cfg.warehouse_url).source
+    try:
+        counts = load_case(case, path)
+    except FixtureError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    for table, n in counts.items():
+        console.print(f"{table}: {n:,} rows")
+    console.print(f"loaded into {path} (other tables unchanged; `pubdata synth` regenerates the synthetic ones)")
+
+
+@app.command()
 def check(ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all when omitted.")] = None,
           all_: Annotated[bool, typer.Option("--all", help="Also report datasets that will not publish, and exit 0.")] = False):
     """Validate declarations and the publishing policy; exit 1 naming file, rule and fix."""
@@ -84,6 +106,7 @@ def check(ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all
     for path_problems in broken.values():
         problems += [gate.Problem(str(e.path), e.where, f"declaration: {e.field or 'file'}", e.message,
                                   "fix the file; see schema/declaration.schema.json") for e in path_problems]
+    problems += _missing_sources(cfg, decls)
     table = Table(title="pubdata check", show_lines=False)
     for col in ("dataset", "verdict", "result"):
         table.add_column(col)
@@ -109,6 +132,24 @@ def check(ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all
         intended = {p.dataset for p in problems if p.intended}
         console.print(f"[green]all {len(decls) - len(intended)} declaration(s) pass[/green]"
                       + (f"; {len(intended)} refused on purpose, as marked" if intended else ""))
+
+
+def _missing_sources(cfg, decls) -> list:
+    """Declared source tables the configured warehouse lacks (the local one, when it exists): the
+    run would fail on them, so check names each with the command that creates it."""
+    from pubdata import gate
+    from pubdata.declarations.loader import relative
+    from pubdata.errors import ConfigurationError, WarehouseError
+    from pubdata.warehouses import open_warehouse
+
+    try:
+        warehouse = open_warehouse(cfg.warehouse_url, home=cfg.home)
+        missing = warehouse.missing_sources([t for d in decls for t in d.spec.source_tables])
+    except (ConfigurationError, WarehouseError, ImportError):
+        return []
+    return [gate.Problem(d.id, str(relative(d.metadata_path, cfg.project)), "source: missing table",
+                         f"source_tables names {missing[t]}", "create or load the table as said, then run again")
+            for d in decls for t in d.spec.source_tables if t in missing]
 
 
 def _broken(cfg, catalog, ids: list[str]) -> dict:

@@ -31,6 +31,8 @@ DEFAULT_MAXIMUM_BYTES_BILLED = 1024**4
 Format = Literal["json", "csv", "parquet"]
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$")]
+FieldPath = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*){0,2}$")]
+"""A column, or a field of a record column (`client_info.client_id`): at most three names."""
 # Characters no published text may hold: HTML, XML (feed.xml) and JSON readers refuse or mangle
 # them (C0 and C1 controls but tab, line feed and carriage return; lone surrogates; U+FFFE/FFFF).
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
@@ -122,11 +124,12 @@ class Rollup(_Strict):
 
 class Policy(_Strict):
     aggregation_level: int = Field(ge=1, le=7)
-    privacy_unit: Identifier = Field(
+    privacy_unit: FieldPath = Field(
         default="client_id",
         description=(
-            "The column of the source tables that identifies one client. The pipeline counts its distinct values "
-            "behind every published row, in the warehouse, and drops rows under min_bucket_size."
+            "The column of the source tables that identifies one client, or a field of a record "
+            "(client_info.client_id in Glean tables). The pipeline counts its distinct values behind every "
+            "published row, in the warehouse, and drops rows under min_bucket_size."
         ),
     )
     min_bucket_size: int = Field(default=DEFAULT_MIN_BUCKET_SIZE, ge=1)

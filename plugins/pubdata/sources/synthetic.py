@@ -1,4 +1,9 @@
-"""Synthetic source tables for the embedded warehouse, under their production names.
+"""Synthetic source tables for the embedded warehouse, under their production names, columns and types.
+
+Only what the examples and Mozilla's public queries read (TABLES): clients_daily with
+clients_daily_v6's column names, the main ping with its environment records and JSON-string
+histograms, the Glean metrics and events_stream tables (the client in client_info.client_id), and
+mozregression's usage ping. A query written for them runs on BigQuery unchanged.
 
 Deterministic for a (seed, scale): every value is derived from a hash of (seed, row), never from
 a random generator, so DuckDB's parallel execution cannot change the output. Skewed like real
@@ -49,7 +54,6 @@ CITIES = {
     "FR": ["Paris", "Marseille", "Lyon"], "GB": ["London", "Manchester", "Birmingham"], "BR": ["São Paulo", "Rio de Janeiro"],
     "IN": ["Mumbai", "Delhi", "Bengaluru"], "RU": ["Moscow", "Saint Petersburg"], "JP": ["Tokyo", "Osaka"],
 }
-GPU_VENDORS = [("Intel", 55), ("NVIDIA", 25), ("AMD", 17), ("Apple", 3)]
 CPU_CORES = [(2, 15), (4, 40), (6, 15), (8, 20), (12, 5), (16, 5)]
 MEMORY_MB = [(2048, 5), (4096, 20), (8192, 40), (16384, 25), (32768, 10)]
 
@@ -85,6 +89,7 @@ def _lit(value) -> str:
 
 
 def _clients_daily_sql(spec: SynthSpec) -> str:
+    """telemetry.clients_daily under production column names and types (clients_daily_v6's schema)."""
     s = spec.seed
     per_client = "c"  # a client's stable attributes hash off its index
     country = _pick(COUNTRIES, _u(per_client, s + 1))
@@ -101,10 +106,9 @@ def _clients_daily_sql(spec: SynthSpec) -> str:
         f"WHEN {_lit(cc)} THEN (CASE WHEN {_u(per_client, s + 6)} < 0.85 THEN {_pick([(n, 1) for n in names], _u(per_client, s + 7))} ELSE 'Smallville' END)"
         for cc, names in CITIES.items()
     ) + " ELSE '??' END)"
-    gpu = f"(CASE WHEN os = 'Darwin' AND {_u(per_client, s + 8)} < 0.6 THEN 'Apple' ELSE {_pick(GPU_VENDORS[:-1], _u(per_client, s + 9))} END)"
     # Activity varies per (client, day): heavy-tailed page loads, a few searches, rare ad clicks.
     row = "i"
-    page_loads = f"CAST(floor(-ln(1 - {_u(row, s + 20)}) * 40) AS BIGINT)"
+    uri_count = f"CAST(floor(-ln(1 - {_u(row, s + 20)}) * 40) AS BIGINT)"
     return f"""
     WITH idx AS (
         SELECT i, i // {spec.days} AS c, i % {spec.days} AS d FROM range({spec.scale}) r(i)
@@ -118,8 +122,7 @@ def _clients_daily_sql(spec: SynthSpec) -> str:
                {_pick(MEMORY_MB, _u(per_client, s + 13))} AS memory_mb
         FROM idx
     ), loads AS (
-        SELECT *, {locale} AS locale, {os_version} AS os_version, {city} AS city, {gpu} AS gpu_vendor,
-               {page_loads} AS page_loads
+        SELECT *, {locale} AS locale, {os_version} AS os_version, {city} AS city
         FROM attrs
     )
     SELECT
@@ -127,36 +130,170 @@ def _clients_daily_sql(spec: SynthSpec) -> str:
         CAST(md5(CAST({s} AS VARCHAR) || ':' || CAST(c AS VARCHAR)) AS UUID)::VARCHAR AS client_id,
         CAST(hash(c, {s} + 30) % 100 AS BIGINT) AS sample_id,
         country, city, os, os_version, locale, normalized_channel, app_version,
-        page_loads,
-        CAST(floor(page_loads * (0.7 + 0.25 * {_u(row, s + 21)})) AS BIGINT) AS ssl_page_loads,
-        CAST(floor(-ln(1 - {_u(row, s + 22)}) * 2) AS BIGINT) AS search_count,
-        CAST(CASE WHEN {_u(row, s + 23)} < 0.05 THEN 1 ELSE 0 END AS BIGINT) AS ad_clicks,
-        round(-ln(1 - {_u(row, s + 24)}) * 1.5, 3) AS active_hours,
-        cpu_cores, memory_mb, gpu_vendor
+        {uri_count} AS scalar_parent_browser_engagement_total_uri_count_sum,
+        CAST(floor(-ln(1 - {_u(row, s + 22)}) * 2) AS BIGINT) AS search_count_all,
+        CAST(floor(-ln(1 - {_u(row, s + 20)}) * 40 * (0.7 + 0.25 * {_u(row, s + 21)})) AS BIGINT) AS ssl_handshake_result_success_sum,
+        CAST(CASE WHEN {_u(row, s + 23)} < 0.05 THEN 1 ELSE 0 END AS BIGINT) AS ad_clicks_count_all,
+        round(-ln(1 - {_u(row, s + 24)}) * 1.5, 3) AS active_hours_sum,
+        CAST(cpu_cores AS BIGINT) AS cpu_cores,
+        CAST(cpu_cores * (CASE WHEN {_u(per_client, s + 14)} < 0.6 THEN 2 ELSE 1 END) AS BIGINT) AS cpu_count,
+        CAST(memory_mb AS BIGINT) AS memory_mb
     FROM loads
     """
 
 
+# PCI vendor ids as Firefox reports them in environment.system.gfx.adapters[].vendor_id.
+GPU_VENDOR_IDS = [("0x8086", 55), ("0x10de", 25), ("0x1002", 17)]
+APPLE_GPU = "0x106b"
+
+
+def _main_sql(spec: SynthSpec) -> str:
+    """telemetry.main (main_v5's shape): one main ping per client and day, derived from clients_daily.
+
+    The environment carries the client's hardware; payload.histograms hold JSON strings as in
+    production, e.g. HTTP_PAGELOAD_IS_SSL ({"values": {"0": not over SSL, "1": over SSL}}), absent
+    from some pings.
+    """
+    s = spec.seed
+    u = lambda salt: _u("client_id", s + salt)  # noqa: E731
+    ssl = f"CAST(floor(uri * (0.7 + 0.25 * {_u('client_id, submission_date', s + 21)})) AS BIGINT)"
+    gpu = f"(CASE WHEN os = 'Darwin' AND {u(8)} < 0.6 THEN '{APPLE_GPU}' ELSE {_pick(GPU_VENDOR_IDS, u(9))} END)"
+    return f"""
+    SELECT
+        CAST(submission_date AS TIMESTAMP) + to_seconds(CAST(floor({_u('client_id', s + 40)} * 86400) AS BIGINT))
+            AS submission_timestamp,
+        client_id,
+        sample_id,
+        normalized_channel,
+        struct_pack(geo := struct_pack(country := country, city := city)) AS metadata,
+        struct_pack(name := 'Firefox', version := app_version) AS application,
+        struct_pack(system := struct_pack(
+            os := struct_pack(name := os, version := os_version),
+            cpu := struct_pack(cores := cpu_cores, count := cpu_count),
+            memory_mb := memory_mb,
+            gfx := struct_pack(adapters := [struct_pack(vendor_id := {gpu}, device_id := '0x0001')])
+        )) AS environment,
+        struct_pack(histograms := struct_pack(http_pageload_is_ssl := CASE
+            WHEN {_u('client_id, submission_date', s + 41)} < 0.08 THEN CAST(NULL AS VARCHAR)
+            ELSE '{{"bucket_count":3,"histogram_type":2,"sum":' || ssl || ',"range":[1,2],"values":{{"0":'
+                 || (uri - ssl) || ',"1":' || ssl || '}}}}' END)) AS payload
+    FROM (SELECT *, {ssl} AS ssl
+          FROM (SELECT *, scalar_parent_browser_engagement_total_uri_count_sum AS uri FROM telemetry.clients_daily))
+    """
+
+
+def _glean_client_info(channel: str) -> str:
+    return (f"struct_pack(client_id := client_id, app_channel := {channel}, app_display_version := app_version, "
+            "os := os, os_version := os_version)")
+
+
+def _metrics_sql(spec: SynthSpec) -> str:
+    """firefox_desktop.metrics (Glean metrics ping): the client in client_info.client_id, the
+    metrics in typed records (counter, quantity, custom_distribution, labeled_custom_distribution),
+    one ping per client and day for about half the clients of clients_daily."""
+    s = spec.seed
+    u = lambda salt: _u("client_id, submission_date", s + salt)  # noqa: E731
+    handshakes = f"CAST(floor(-ln(1 - {u(3)}) * 30) AS BIGINT)"
+    dist = ("struct_pack(sum := {n}, \"values\" := [struct_pack(key := '0', value := {n} - {n} // 10), "
+            "struct_pack(key := '1', value := {n} // 10)])")
+    return f"""
+    SELECT
+        CAST(submission_date AS TIMESTAMP) + to_seconds(CAST(floor({u(1)} * 86400) AS BIGINT)) AS submission_timestamp,
+        sample_id,
+        country AS normalized_country_code,
+        normalized_channel,
+        struct_pack(geo := struct_pack(country := country, city := city)) AS metadata,
+        {_glean_client_info("normalized_channel")} AS client_info,
+        struct_pack(
+            counter := struct_pack(
+                networking_doh_heuristics_attempts := CASE WHEN {u(4)} < 0.3 THEN CAST(floor({u(5)} * 5) + 1 AS BIGINT) END,
+                networking_doh_heuristics_pass_count := CASE WHEN {u(4)} < 0.2 THEN CAST(floor({u(6)} * 3) + 1 AS BIGINT) END),
+            quantity := struct_pack(
+                networking_doh_heuristics_result := CASE WHEN {u(4)} < 0.3 THEN CAST(floor({u(7)} * 4) AS BIGINT) END),
+            custom_distribution := struct_pack(
+                ssl_handshake_result_ech := {dist.format(n="h")},
+                ssl_handshake_result_ech_grease := {dist.format(n="(h // 2)")},
+                ssl_handshake_privacy := {dist.format(n="(h + 1)")}),
+            labeled_custom_distribution := struct_pack(
+                http3_ech_outcome := [struct_pack(key := 'GREASE', value := {dist.format(n="(h // 3)")})])
+        ) AS metrics
+    FROM (SELECT *, {handshakes} AS h FROM telemetry.clients_daily)
+    WHERE {_u("client_id", s + 42)} < 0.5
+    """
+
+
 def _events_stream_sql(spec: SynthSpec) -> str:
+    """firefox_desktop.events_stream (Glean events, one row per event): client_id also at the top
+    level, event_extra a JSON object, the channel in client_info."""
     s = spec.seed
     n = max(spec.scale // 4, 1)
     u = lambda salt: _u("i", s + salt)  # noqa: E731
+    client_id = f"CAST(md5(CAST({s} AS VARCHAR) || ':' || CAST(c AS VARCHAR)) AS UUID)::VARCHAR"
     return f"""
     WITH base AS (
         SELECT i, (i // 2) AS c, i % {spec.days} AS d FROM range({n}) r(i)
+    ), events AS (
+        SELECT *, {client_id} AS client_id,
+               {_pick(CHANNELS, _u("c", s + 10))} AS channel,
+               {_pick(APP_VERSIONS, _u("c", s + 11))} AS app_version,
+               {_pick(OSES, _u("c", s + 4))} AS os,
+               NULL::VARCHAR AS os_version
+        FROM base
     )
     SELECT
         CAST(DATE '{spec.end_date.isoformat()}' - CAST(d AS INTEGER) AS TIMESTAMP)
             + to_seconds(CAST(floor({u(1)} * 86400) AS BIGINT)) AS submission_timestamp,
-        CAST(md5(CAST({s} AS VARCHAR) || ':' || CAST(c AS VARCHAR)) AS UUID)::VARCHAR AS client_id,
+        client_id,
+        CAST(hash(c, {s} + 30) % 100 AS BIGINT) AS sample_id,
         {_pick(COUNTRIES, _u("c", s + 1))} AS normalized_country_code,
         'network.dns' AS event_category,
         {_pick([("trr_enabled", 30), ("trr_disabled", 60), ("trr_fallback", 10)], u(2))} AS event_name,
         json_object('provider', {_pick([("cloudflare", 60), ("nextdns", 30), ("other", 10)], u(3))},
                     'mode', {_pick([("2", 70), ("3", 30)], u(4))}) AS event_extra,
-        struct_pack(app_channel := {_pick(CHANNELS, _u("c", s + 10))}) AS client_info
-    FROM base
+        {_glean_client_info("channel")} AS client_info
+    FROM events
     """
+
+
+MOZREGRESSION_VERSIONS = [("6.1.0", 70), ("6.0.0", 20), ("5.9.1", 7), ("6.2.0.dev3", 3)]
+MOZREGRESSION_OS = [("Windows", 60), ("Darwin", 20), ("Linux", 20)]
+MOZREGRESSION_OS_VERSIONS = {"Windows": [("10.0", 90), ("6.1", 10)], "Darwin": [("23.6.0", 70), ("22.6.0", 30)],
+                             "Linux": [("6.8.0-45-generic", 60), ("5.15.0-122-generic", 40)]}
+
+
+def _mozregression_usage_sql(spec: SynthSpec) -> str:
+    """org_mozilla_mozregression.usage (the Glean usage ping of the mozregression tool, the source of
+    Mozilla's public mozregression_aggregates_v1): one ping per bisection, about two per client."""
+    s = spec.seed
+    n = max(spec.scale // 4, 1)
+    u = lambda salt: _u("i", s + salt)  # noqa: E731
+    per_client = lambda salt: _u("c", s + salt)  # noqa: E731
+    os_version = "(CASE normalized_os " + " ".join(
+        f"WHEN {_lit(o)} THEN {_pick(v, per_client(54))}" for o, v in MOZREGRESSION_OS_VERSIONS.items()) + " END)"
+    return f"""
+    WITH base AS (
+        SELECT i, (i // 2) AS c, i % {spec.days} AS d FROM range({n}) r(i)
+    ), pings AS (
+        SELECT *, {_pick(MOZREGRESSION_OS, per_client(53))} AS normalized_os FROM base
+    )
+    SELECT
+        CAST(DATE '{spec.end_date.isoformat()}' - CAST(d AS INTEGER) AS TIMESTAMP)
+            + to_seconds(CAST(floor({u(1)} * 86400) AS BIGINT)) AS submission_timestamp,
+        struct_pack(client_id := CAST(md5('mozregression:' || CAST({s} AS VARCHAR) || ':' || CAST(c AS VARCHAR)) AS UUID)::VARCHAR,
+                    app_display_version := {_pick(MOZREGRESSION_VERSIONS, per_client(50))},
+                    app_channel := 'release') AS client_info,
+        struct_pack(string := struct_pack(usage_variant := {_pick([("app", 75), ("console", 25)], per_client(51))},
+                                          usage_app := {_pick([("firefox", 85), ("thunderbird", 10), ("fenix", 5)], u(52))}))
+            AS metrics,
+        normalized_os,
+        {os_version} AS normalized_os_version
+    FROM pings
+    """
+
+
+TABLES = ("telemetry.clients_daily", "telemetry.main", "firefox_desktop.metrics", "firefox_desktop.events_stream",
+          "org_mozilla_mozregression.usage")
+"""The synthetic tables, in the order they are generated (main and metrics derive from clients_daily)."""
 
 
 def generate(path: Path, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
@@ -170,15 +307,19 @@ def generate(path: Path, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
         con.execute("CREATE SCHEMA telemetry")
         con.execute("CREATE SCHEMA firefox_desktop")
         con.execute(f"CREATE TABLE telemetry.clients_daily AS {_clients_daily_sql(spec)} ORDER BY submission_date, client_id")
+        # main and metrics keep clients_daily's order (by day, then client): DuckDB preserves the
+        # scan's order, so no second sort is needed to store them by day.
+        con.execute(f"CREATE TABLE telemetry.main AS {_main_sql(spec)}")
+        con.execute(f"CREATE TABLE firefox_desktop.metrics AS {_metrics_sql(spec)}")
         con.execute(f"CREATE TABLE firefox_desktop.events_stream AS {_events_stream_sql(spec)} ORDER BY submission_timestamp, client_id")
+        con.execute("CREATE SCHEMA org_mozilla_mozregression")
+        con.execute(f"CREATE TABLE org_mozilla_mozregression.usage AS {_mozregression_usage_sql(spec)} "
+                    "ORDER BY submission_timestamp, (client_info).client_id")
         con.execute(
             "CREATE TABLE main.pubdata_synthetic AS SELECT ? AS seed, ? AS scale, ? AS end_date, ? AS days",
             [spec.seed, spec.scale, spec.end_date, spec.days],
         )
-        counts = {
-            f"{PROJECT}.telemetry.clients_daily": _count(con, "telemetry.clients_daily"),
-            f"{PROJECT}.firefox_desktop.events_stream": _count(con, "firefox_desktop.events_stream"),
-        }
+        counts = {f"{PROJECT}.{table}": _count(con, table) for table in TABLES}
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -29,7 +29,7 @@ from pubdata.sql.parse import DIALECT, prepared
 from pubdata.sql.projections import PROJECTIONS, is_star
 from pubdata.sql.rollup import ROLLUP_PREFIXES, rollup
 from pubdata.sql.rules import QueryAnalysis, analyze_query
-from pubdata.sql.shape import Shape, Target
+from pubdata.sql.shape import Shape, Target, unit_column
 from pubdata.sql.tree import define_cte_before, resolved_keys
 from pubdata.warehouses.base import DIFFERENCING, DISJOINT, ROW, STAGED, UNITS, StagePlan
 
@@ -89,7 +89,7 @@ def _attributed_rows_only(shape: Shape, unit: str) -> None:
     outer join) would add its values to a published row without being counted in it, and two rows
     that differ by it would look identical to the differencing check."""
     for target in shape.targets:
-        column = exp.column(unit, table=target.source or None)
+        column = unit_column(unit, target.source or None)
         target.select.where(exp.Not(this=exp.Is(this=column, expression=exp.Null())), copy=False)
 
 
@@ -142,7 +142,7 @@ class _Planner:
 
     def _instrument(self, target: Target) -> None:
         select = target.select
-        units = _count_distinct(exp.column(self.unit, table=target.source))
+        units = _count_distinct(unit_column(self.unit, target.source))
         select.select(exp.alias_(units, UNITS), exp.alias_(self._row_key(target), ROW),
                       exp.alias_(self._disjoint(), DISJOINT), copy=False)
         select.having(exp.GTE(this=units.copy(), expression=exp.Literal.number(self.k)), copy=False)
@@ -185,7 +185,7 @@ class _Planner:
         select = target.select
         fields: list[exp.Expr] = [exp.alias_(exp.Literal.number(target.branch), "b")]
         fields += [exp.alias_(key.copy(), f"k{i}") for i, key in enumerate(resolved_keys(select))]
-        fields.append(exp.alias_(exp.column(self.unit, table=target.source), "unit"))
+        fields.append(exp.alias_(unit_column(self.unit, target.source), "unit"))
         body = exp.select(*fields).from_(select.args["from_"].this.copy())
         where = select.args.get("where")
         if where is not None:
@@ -199,7 +199,7 @@ class _Planner:
         """(SELECT COUNT(*) = COUNT(DISTINCT unit) ...): true when every client is in one input row."""
         units = []
         for target in self.shape.targets:
-            body = exp.select(exp.alias_(exp.column(self.unit, table=target.source), "unit")).from_(
+            body = exp.select(exp.alias_(unit_column(self.unit, target.source), "unit")).from_(
                 target.select.args["from_"].this.copy())
             where = target.select.args.get("where")
             if where is not None:

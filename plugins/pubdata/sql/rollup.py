@@ -38,6 +38,9 @@ def rollup(statement: exp.Query, shape: Shape, spec: DeclarationFile) -> dict[st
     if len(shape.targets) != 1:
         raise PolicyRefused("policy.rollup needs one aggregation (a plain GROUP BY of the dimensions); the query has "
                             f"{len(shape.targets)}: write the grouping into Other yourself, or drop rollup")
+    if "." in spec.policy.privacy_unit:
+        raise PolicyRefused(f"policy.rollup needs a top-level privacy_unit; {spec.policy.privacy_unit} is a field of a "
+                            "record: write the grouping into Other yourself, or drop rollup")
     return _Rollup(statement, shape.targets[0], spec).rewrite()
 
 

@@ -256,8 +256,7 @@ class _Target:
                       "publish the cells, and totals of published cells through the expectations file's totals")
         if not self._unit_is_plain(source, alias):
             return False
-        per_client = any(isinstance(k, exp.Column) and k.name == self.unit and k.table in ("", alias)
-                         for k in self.t.keys)
+        per_client = any(is_unit(k, self.unit, alias) for k in self.t.keys)
         if per_client:
             self.fail(RULE_LEVEL, f"{self.where} groups by {self.unit}: every published row is one client, which "
                       "is individual-level data (aggregation level 5 or higher).",
@@ -271,13 +270,13 @@ class _Target:
         if isinstance(source, exp.Table):
             return True
         try:
-            roots = _trace_plain(source, self.unit)
+            roots = _trace_plain(source, unit_root(self.unit))
         except _NotPlain as exc:
             self.fail(RULE_PRIVACY_UNIT, f"{self.where} reads {alias}, where {exc}.",
                       f"keep the source table's {self.unit} column, unchanged, in every CTE up to the aggregation "
                       "(the pipeline counts the distinct clients of every published row with it)")
             return False
-        bad = [f"{t}.{c}" for t, c in roots if c != self.unit]
+        bad = [f"{t}.{c}" for t, c in roots if c != unit_root(self.unit)]
         if bad:
             self.fail(RULE_PRIVACY_UNIT, f"{self.where} counts clients by {alias}.{self.unit}, which comes from "
                       f"{', '.join(bad)}, not from a source table's {self.unit}.",
@@ -382,9 +381,43 @@ def _is_constant(node: exp.Expr) -> bool:
     return not any(isinstance(n, exp.Column) for n in node.walk())
 
 
+def unit_root(unit: str) -> str:
+    """The top-level column holding the unit: `client_id`, or `client_info` for Glean's
+    `client_info.client_id`. It is what must reach the aggregation unchanged from a source table."""
+    return unit.split(".")[0]
+
+
+def unit_qualifier(column: exp.Expr | None, unit: str) -> str | None:
+    """The relation a reference to the unit names ('' when unqualified), or None when `column`
+    does not read the unit: `client_id` / `t.client_id`, or `client_info.client_id` /
+    `t.client_info.client_id` for a nested unit."""
+    if not isinstance(column, exp.Column) or isinstance(column.this, exp.Star):
+        return None
+    names = [part.name for part in column.parts]
+    path = unit.split(".")
+    if names == path:
+        return ""
+    if len(names) == len(path) + 1 and names[1:] == path:
+        return names[0]
+    return None
+
+
+def is_unit(column: exp.Expr | None, unit: str, alias: str | None = None) -> bool:
+    """Whether `column` reads the unit (of source `alias`, or of any source when None)."""
+    qualifier = unit_qualifier(column, unit)
+    return qualifier is not None and (alias is None or qualifier in ("", alias))
+
+
+def unit_column(unit: str, source: str | None = None) -> exp.Column:
+    """A reference to the unit, qualified by `source` when given: `s.client_id`, `s.client_info.client_id`."""
+    *path, name = ([source] if source else []) + unit.split(".")
+    parts = list(reversed(path)) + [None, None, None]
+    return exp.column(name, table=parts[0], db=parts[1], catalog=parts[2])
+
+
 def _mentions_unit(node: exp.Expr, unit: str, alias: str | None) -> bool:
     """Whether the expression reads column `unit` (of source `alias`, or of any source when None)."""
-    return any(c.name == unit and (alias is None or c.table in ("", alias)) for c in node.find_all(exp.Column))
+    return any(is_unit(c, unit, alias) for c in node.find_all(exp.Column))
 
 
 def _publishes_sketch(target: Target) -> bool:
@@ -645,11 +678,12 @@ def _reads_no_rows(subquery: exp.Subquery) -> bool:
 
 
 def _partitioned_by_unit(window: exp.Window, unit: str) -> bool:
-    return any(isinstance(p, exp.Column) and p.name == unit for p in window.args.get("partition_by") or [])
+    return any(is_unit(p, unit) for p in window.args.get("partition_by") or [])
 
 
 def _unit_alias(scope: Scope, unit: str) -> str | None:
-    """The source the scope's output `unit` comes from, when it is a bare column of one source."""
+    """The source the scope's output `unit` (its root column) comes from, when it is a bare column of one source."""
+    unit = unit_root(unit)
     projection = _projection(scope, unit)
     sources = scope.selected_sources
     if projection is None:
@@ -700,22 +734,22 @@ def _joined_on_unit(select: exp.Select, left: str, right: str, unit: str) -> boo
     """ON / USING / WHERE has left.unit = right.unit as a conjunct."""
     conditions: list[exp.Expr] = []
     for join in select.args.get("joins") or []:
-        if any(c.name == unit for c in join.args.get("using") or []) and join.alias_or_name == right:
+        if "." not in unit and any(c.name == unit for c in join.args.get("using") or []) and join.alias_or_name == right:
             return True
         conditions += list(_conjuncts(join.args.get("on")))
     where = select.args.get("where")
     conditions += list(_conjuncts(where.this if where is not None else None))
     for condition in conditions:
-        if isinstance(condition, exp.EQ) and all(isinstance(side, exp.Column) and side.name == unit
-                                                 for side in (condition.this, condition.expression)):
-            if {condition.this.table, condition.expression.table} == {left, right}:
+        if isinstance(condition, exp.EQ):
+            sides = {unit_qualifier(condition.this, unit), unit_qualifier(condition.expression, unit)}
+            if sides == {left, right}:
                 return True
     return False
 
 
 def _grouped_by_unit(scope: Scope, unit: str) -> bool:
     node = scope.expression
-    return isinstance(node, exp.Select) and any(isinstance(k, exp.Column) and k.name == unit for k in _group_keys(node))
+    return isinstance(node, exp.Select) and any(is_unit(k, unit) for k in _group_keys(node))
 
 
 def _scope_name(scope: Scope) -> str:
@@ -790,14 +824,13 @@ def _count_kind(node: exp.Expr, unit: str, alias: str) -> Bucket:
     if len(args) != 1:
         return "other"
     arg = args[0]
-    if isinstance(arg, exp.Column) and arg.name == unit and arg.table in ("", alias):
+    if is_unit(arg, unit, alias):
         return "units"
     branches: list[exp.Expr | None] = []
     if isinstance(arg, exp.If):
         branches = [arg.args.get("true"), arg.args.get("false")]
     elif isinstance(arg, exp.Case) and len(arg.args.get("ifs") or []) == 1:
         branches = [arg.args["ifs"][0].args.get("true"), arg.args.get("default")]
-    if branches and isinstance(branches[0], exp.Column) and branches[0].name == unit and \
-            branches[0].table in ("", alias) and (branches[1] is None or isinstance(branches[1], exp.Null)):
+    if branches and is_unit(branches[0], unit, alias) and (branches[1] is None or isinstance(branches[1], exp.Null)):
         return "filtered_units"
     return "other"

@@ -232,6 +232,12 @@ class Warehouse(ABC):
         embedded warehouse's local data); None when unknown or empty. `pubdata new` starts there."""
         return None
 
+    def missing_sources(self, tables: list[str]) -> dict[str, str]:
+        """The source tables (`project.dataset.table`) this warehouse does not hold, each with what
+        to do about it; empty when all are there or the engine cannot tell without a job (BigQuery
+        reports a missing table itself, by name, when the query runs)."""
+        return {}
+
     @abstractmethod
     def source_ready(self, table: str, day: dt.date) -> bool:
         """Whether a source table (its production name, `project.dataset.table`) has rows for this day.

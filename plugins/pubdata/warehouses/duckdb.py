@@ -298,7 +298,12 @@ class DuckDBWarehouse(Warehouse):
                 raise QueryError(f"the reviewed query reaches outside the warehouse, which DuckDB refused "
                                  f"({str(exc).splitlines()[0]}): {SANDBOX_REFUSAL}. Read production tables "
                                  "by name (`project.dataset.table`)") from None
-            except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException) as exc:
+            except duckdb.CatalogException as exc:
+                missing = self.missing_sources(_source_tables(plan.query))
+                if missing:
+                    raise QueryError("the reviewed query reads " + "; ".join(missing.values())) from None
+                raise QueryError(f"the reviewed query failed in DuckDB: {exc}") from None
+            except (duckdb.ParserException, duckdb.BinderException, duckdb.ConversionException) as exc:
                 raise QueryError(f"the reviewed query failed in DuckDB: {exc}") from None
             except duckdb.Error as exc:
                 raise WarehouseError(f"staging {dataset_id} failed: {exc}") from exc
@@ -386,6 +391,27 @@ class DuckDBWarehouse(Warehouse):
         finally:
             con.close()
 
+    def missing_sources(self, tables: list[str]) -> dict[str, str]:
+        """The tables absent from the local source warehouse, each with how to create it: the
+        synthetic ones by `pubdata synth`, any other from your own rows by `pubdata load`. None
+        while the warehouse does not exist at all: opening it says so, naming `pubdata synth`."""
+        if not self.source.is_file():
+            return {}
+        try:
+            con = duckdb.connect(str(self.source), read_only=True)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open the source warehouse {self.source}: {exc}") from exc
+        try:
+            held = {(s, t) for s, t in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        finally:
+            con.close()
+        missing = {}
+        for table in dict.fromkeys(tables):
+            parts = table.replace("`", "").split(".")
+            if len(parts) >= 2 and (parts[-2], parts[-1]) not in held:
+                missing[table] = missing_source_hint(table, self.source)
+        return missing
+
     def source_ready(self, table: str, day: dt.date) -> bool:
         """Whether the source table has rows on this day (in its submission_date/_timestamp column)."""
         parts = table.replace("`", "").split(".")
@@ -403,8 +429,7 @@ class DuckDBWarehouse(Warehouse):
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
                 [schema, name]).fetchall()}
             if not columns:
-                raise QueryError(f"source table {table} does not exist in {self.source}: fix source_tables, "
-                                 "or run `pubdata synth`")
+                raise QueryError(f"the declaration's source_tables name {missing_source_hint(table, self.source)}")
             column = next((c for c in PARTITION_COLUMNS if c in columns), None)
             if column is None:
                 return True  # not partitioned by day: nothing to wait for
@@ -416,6 +441,27 @@ class DuckDBWarehouse(Warehouse):
             raise WarehouseError(f"checking {table} for {day} failed: {exc}") from exc
         finally:
             con.close()
+
+
+def missing_source_hint(table: str, warehouse: Path) -> str:
+    """What a missing source table's error says: which table, that the local warehouse holds
+    synthetic tables and rows you load, and the command that creates this one."""
+    from pubdata.sources.synthetic import TABLES
+
+    name = ".".join(table.replace("`", "").split(".")[-2:])
+    where = f"{table}, which the local warehouse {warehouse} does not hold (it holds synthetic tables and rows you load)"
+    if name in TABLES:
+        return (f"{where}: run `pubdata synth --force` to generate the synthetic {name} (with "
+                f"{', '.join(t for t in TABLES if t != name)})")
+    return (f"{where}: {name} is not one of the synthetic tables ({', '.join(TABLES)}); load rows for it from a SQL test "
+            f"case with `pubdata load tests/sql/<ds>/<table>_v<N>/<case>/` (an input file named {table}.yaml), "
+            "or correct the table name")
+
+
+def _source_tables(query: str) -> list[str]:
+    """The warehouse tables a query reads (`dataset.table` or `project.dataset.table`), CTEs left out."""
+    tree = _parse_bigquery(query)
+    return [".".join(p.name for p in t.parts) for t in tree.find_all(exp.Table) if t.args.get("db")]
 
 
 def _setting(con: duckdb.DuckDBPyConnection, name: str) -> Any:

@@ -1,7 +1,7 @@
 -- Two aggregates of different sources joined with FULL OUTER JOIN: a country in one side only
 -- keeps its row, with NULL for the other side's metric.
 WITH loads AS (
-  SELECT country, SUM(page_loads) AS page_loads
+  SELECT country, SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads
   FROM `moz-fx-data-shared-prod.telemetry.clients_daily`
   WHERE submission_date = @submission_date
   GROUP BY country

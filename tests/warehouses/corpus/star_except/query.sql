@@ -1,6 +1,6 @@
 -- SELECT * EXCEPT drops the identifier after the per-client step, and * REPLACE rewrites a column.
 WITH per_client AS (
-  SELECT client_id, country, os, SUM(page_loads) AS page_loads
+  SELECT client_id, country, os, SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads
   FROM `moz-fx-data-shared-prod.telemetry.clients_daily`
   WHERE submission_date = @submission_date
   GROUP BY client_id, country, os
