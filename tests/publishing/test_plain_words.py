@@ -34,7 +34,8 @@ def test_every_example_policy_in_plain_words(decl):
     assert "No row describes a single client." in text
     if p.aggregation_level == 2 and p.bucket_column:
         assert f"at least {p.min_bucket_size:,} different clients ({p.bucket_column} says how many)" in text
-        assert f"\u201c{p.other_label}\u201d holds every value" in text
+        grouped = f"\u201c{p.other_label}\u201d holds every value" in text
+        assert grouped == metadata.groups_into_other(decl) and grouped != ("are left out" in text)
     else:
         assert "without a minimum number of clients per row" in text and "different clients" not in text
     if decl.spec.review.steward:
@@ -69,3 +70,13 @@ def test_a_level_two_dataset_says_what_a_row_and_other_are():
 def test_column_types_in_public_terms(column, expected):
     [c] = plain_words.columns([column])
     assert (c.type, c.json) == expected
+
+
+def test_other_is_promised_only_where_rare_values_are_grouped_into_it():
+    by_table = {d.table: d for d in DECLARATIONS}
+    assert metadata.groups_into_other(by_table["page_loads_by_country"])        # policy.rollup
+    assert metadata.groups_into_other(by_table["active_clients_by_country"])    # the query writes 'Other'
+    mozregression = by_table["mozregression_aggregates"]                         # rows under the minimum dropped
+    assert not metadata.groups_into_other(mozregression)
+    assert "Values seen for fewer than 5,000 clients are left out" in _words(mozregression)
+    assert "holds every value" not in _words(mozregression)

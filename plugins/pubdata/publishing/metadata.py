@@ -19,11 +19,14 @@ import dataclasses
 import json
 from typing import Any
 
+from sqlglot import exp
+
 from pubdata.declarations import Declaration
 from pubdata.policy.verdict import verdict
 from pubdata.publishing import plain_words
 from pubdata.publishing.parts import CONTENT_TYPES
 from pubdata.rendering import html_templates
+from pubdata.sql.parse import parse
 
 DATAPACKAGE_PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 
@@ -59,7 +62,18 @@ def policy_record(decl: Declaration) -> dict[str, Any]:
         "verdict": v.status,
         "steward": decl.spec.review.steward.model_dump(mode="json") if decl.spec.review.steward else None,
         "other_label": p.other_label,
+        "other_rows": groups_into_other(decl),
     }
+
+
+def groups_into_other(decl: Declaration) -> bool:
+    """Whether rare values are grouped into the Other row (policy.rollup, or the query writes the
+    label itself) rather than left out: what the public pages may promise about them."""
+    if decl.spec.policy.rollup is not None:
+        return True
+    statement, _ = parse(decl.query)
+    return statement is not None and any(
+        lit.is_string and lit.this == decl.spec.policy.other_label for lit in statement.find_all(exp.Literal))
 
 
 def schema_record(decl: Declaration, columns: list[tuple[str, str, str]]) -> list[dict[str, str]]:

@@ -105,11 +105,14 @@ def policy_sentences(policy: Mapping[str, Any]) -> list[str]:
         out.append(f"Every row stands for at least {minimum:,} different clients ({bucket} says how many). "
                    "The warehouse counts them before anything is published; a row with fewer clients is "
                    "never published.")
-        if groups:
+        if groups and policy.get("other_rows", True):
             out.append(f"A value shown as \u201c{other}\u201d holds every value of that column seen for too few "
                        f"clients to be shown on its own: their data is added up in the {other} row instead of "
                        f"being left out, and that row, too, stands for at least {minimum:,} clients "
                        "(or is not published).")
+        elif groups:
+            out.append(f"Values seen for fewer than {minimum:,} clients are left out: the rows published do not "
+                       "add up to all clients.")
     elif level in (2, 3):
         out.append("Rows add up many clients' data without a minimum number of clients per row, which the "
                    "publishing policy allows only for technical and interaction data (such as the browser's "
