@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ from pubdata.errors import ErrorKind
 from pubdata.orchestration.dag_factory import CATALOG_DAG_ID, DEADLINES_ENV, WAREHOUSE_POOL, warehouse_pool_slots
 from pubdata.orchestration.records import FailureInfo, RunRecord, RunRecords, now
 
+_DAG_RUN_CREATED = "Created dag run."
+"""What `airflow dags test` logs once it has written the DAG folder to the metadata DB and made its run."""
 SQLITE_BUSY_TIMEOUT = 120
 """Seconds a process waits for the metadata DB's write lock (runs of independent DAGs share it)."""
 
@@ -149,8 +152,10 @@ def run_catalog(cfg: Settings, date: str, on_task: Callable[[TaskEvent], None] |
 
 
 def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: str | None,
-            on_task: Callable[[TaskEvent], None] | None = None, *, record: bool = True) -> RunOutcome:
-    """Run one DAG with `airflow dags test`, keeping its log; on_task hears each task start and end."""
+            on_task: Callable[[TaskEvent], None] | None = None, *, record: bool = True,
+            synced: threading.Event | None = None) -> RunOutcome:
+    """Run one DAG with `airflow dags test`, keeping its log; on_task hears each task start and end,
+    and `synced` is set once the process has written the DAGs to the metadata DB (or ended)."""
     log_path = cfg.internal_dir / "logs" / dataset_id / f"{date}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -168,11 +173,15 @@ def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: s
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
+            if synced is not None and not synced.is_set() and _DAG_RUN_CREATED in line:
+                synced.set()
             event = follower.feed(line)
             if event is not None and event.ended and event.state == "failed":
                 failed.append(event)
             if event is not None and on_task is not None:
                 on_task(event)
+    if synced is not None:
+        synced.set()
     found = None
     if record:
         found = settle(cfg, dataset_id, partition, follower.run_id, failed, proc.returncode)
@@ -224,12 +233,19 @@ def run_dags(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
     share: each dataset stages into its own DuckDB file and reads the source read-only, the
     stores change shared keys by compare-and-swap (the index, run records), Airflow's SQLite DB
     takes one writer at a time (SQLITE_BUSY_TIMEOUT), and each run keeps its own log.
+
+    The first run starts alone, and the others once it has written the DAGs to the metadata DB:
+    every `dags test` writes the whole DAG folder there, and two processes inserting the same new
+    rows at once (a DAG's asset references, on a fresh DB or after an edit) fail one of the runs
+    on a unique constraint. Once the rows exist, the others' writes change nothing.
     """
-    def one(job: DagJob) -> RunOutcome:
+    def one(job: DagJob, synced: threading.Event | None = None) -> RunOutcome:
         heard = functools.partial(on_task, job.dataset_id) if on_task is not None else None
         try:
-            out = run_dag(cfg, job.dataset_id, job.dag_id, date, job.partition, on_task=heard)
+            out = run_dag(cfg, job.dataset_id, job.dag_id, date, job.partition, on_task=heard, synced=synced)
         except Exception as exc:  # the runner itself failed (a log that cannot be written, ...)
+            if synced is not None:
+                synced.set()
             log = cfg.internal_dir / "logs" / job.dataset_id / f"{date}.log"
             out = RunOutcome(job.dataset_id, job.dag_id, date, -1, 0.0, log, None,
                              [TaskEvent("run", "failed", None, own_words(type(exc).__name__, str(exc)))])
@@ -239,8 +255,12 @@ def run_dags(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
 
     if parallel <= 1 or len(jobs) <= 1:
         return [one(job) for job in jobs]
+    first_synced = threading.Event()
     with ThreadPoolExecutor(max_workers=min(parallel, len(jobs)), thread_name_prefix="pubdata-run") as pool:
-        return list(pool.map(one, jobs))
+        futures = [pool.submit(one, jobs[0], first_synced)]
+        first_synced.wait()
+        futures += [pool.submit(one, job) for job in jobs[1:]]
+        return [f.result() for f in futures]
 
 
 @dataclass(frozen=True)
