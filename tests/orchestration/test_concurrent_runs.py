@@ -22,14 +22,18 @@ MOMENTS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:
 """When a document was written differs between any two runs; what it says must not."""
 
 
-def _add_broken(project: Path) -> None:
-    """The example with a misspelt column: it passes the static checks and fails in stage."""
+def _add_broken(project: Path) -> str:
+    """The example with a misspelt source column: it passes the static checks and fails in stage.
+    Returns the misspelt name."""
     sql = (project / "sql/telemetry_public/page_loads_by_country_v1.sql").read_text()
-    assert "SUM(page_loads) AS page_loads" in sql
+    summed = re.search(r"SUM\((\w+)\)", sql)
+    assert summed, "the example sums a source column"
+    misspelt = summed[1] + "_misspelt"
     (project / "sql/telemetry_public/page_loads_misspelt_v1.sql").write_text(
-        sql.replace("SUM(page_loads) AS page_loads", "SUM(page_lods) AS page_loads"))
+        sql.replace(summed[0], f"SUM({misspelt})", 1))
     meta = (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
     (project / "metadata/telemetry_public/page_loads_misspelt_v1.yaml").write_text(meta)
+    return misspelt
 
 
 def _env(project: Path, home: Path, source_warehouse: Path, airflow_home: Path) -> dict[str, str]:
@@ -59,12 +63,12 @@ def _span(log: Path) -> tuple[dt.datetime, dt.datetime]:
 def runs(tmp_path_factory, source_warehouse, airflow_home):
     root = tmp_path_factory.mktemp("concurrent")
     project = copy_project(root / "project")
-    _add_broken(project)
+    misspelt = _add_broken(project)
     one = _env(project, root / "one-at-a-time", source_warehouse, airflow_home)
     many = _env(project, root / "at-once", source_warehouse, airflow_home)
     sequential = pubdata_cli("run", *GOOD, "--date", DATE, "--parallel", "1", env=one, timeout=1200)
     concurrent = pubdata_cli("run", *GOOD, BROKEN, "--date", DATE, "--parallel", "2", env=many, timeout=1200)
-    return {"one": one, "many": many, "sequential": sequential, "concurrent": concurrent}
+    return {"one": one, "many": many, "sequential": sequential, "concurrent": concurrent, "misspelt": misspelt}
 
 
 def test_runs_at_once_publish_the_same_bytes_as_one_at_a_time(runs):
@@ -85,7 +89,7 @@ def test_a_failing_dataset_fails_alone_and_the_run_says_so(runs):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert f"3 published, 1 failed: {BROKEN}" in out
-    assert 'Referenced column "page_lods" not found' in out
+    assert f'Referenced column "{runs["misspelt"]}" not found' in out
     for ds in GOOD:
         assert f"{ds}: published in " in out
         table = ds.split(".")[1].rsplit("_v", 1)[0]
