@@ -20,7 +20,7 @@ from bench.report import Row, table
 M = 1_000_000
 FULL_SCALES = (1 * M, 10 * M, 50 * M)
 QUICK_SCALES = (1 * M,)
-BENCHES = ("parse", "publish", "validate", "export")
+BENCHES = ("parse", "publish", "validate", "export", "demo")
 
 
 def _scales(text: str) -> tuple[int, ...]:
@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         gcs = tuple(s for s in scales if s <= 10 * M)
         log(f"export: {', '.join(f'{s:,}' for s in scales)} source rows (fake-gcs-server up to 10M) ...")
         rows += export.run(scales, gcs, work, log)
+
+    if "demo" in benches:
+        from bench import demo
+
+        log("demo: `pubdata run` of every dataset and of one, through Airflow ...")
+        rows += demo.run(args.repeats or (1 if args.quick else 2), work, log)
 
     info["load_average_end"] = machine.load_average()
     print(f"\nmachine: {machine.summary(info)}\nload average at the end: "

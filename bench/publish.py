@@ -46,11 +46,11 @@ def pipeline_child(dataset_id: str, day: str) -> dict[str, Any]:
 
     steps["import"] = mark - started
     staged = step("stage", tasks.stage, dataset_id, dt.date.fromisoformat(day), "bench")
-    step("validate", tasks.validate, dataset_id, staged)
-    exported = step("export", tasks.export, dataset_id, staged, "bench")
-    published = step("publish", tasks.publish, dataset_id, staged, exported)
+    validation = step("validate", tasks.validate, dataset_id, staged)
+    exported = step("export", tasks.export, dataset_id, staged, validation, "bench")
+    published = step("publish", tasks.publish, dataset_id, staged, validation, exported, "bench")
     return {"seconds": time.perf_counter() - started, "steps": steps, "rows": published.get("rows"),
-            "bytes": sum(f["bytes"] for f in exported)}
+            "bytes": sum(f["bytes"] for f in exported["files"])}
 
 
 def transpiled(query: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pubdata import cli
+from pubdata.orchestration import runner
 from pubdata.orchestration.runner import TaskLogFollower
 
 DAG = "publish_telemetry_public__page_loads_by_country_v1"
@@ -72,7 +73,7 @@ def test_airflow_command_runs_the_components_on_the_embedded_stack(project, monk
     home = os.environ["PUBDATA_AIRFLOW_HOME"]
     assert env["AIRFLOW_HOME"] == home
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(project / "dags")
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home}/airflow.db"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home}/airflow.db?timeout={runner.SQLITE_BUSY_TIMEOUT}"
     assert env["PUBDATA_PROJECT"] == str(project) and env["PUBDATA_WAREHOUSE"] == os.environ["PUBDATA_WAREHOUSE"]
     assert "http://127.0.0.1:8793/" in " ".join(result.output.split())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -173,7 +174,10 @@ def _broken(cfg, catalog, ids: list[str]) -> dict:
 
 @app.command()
 def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).")],
-        ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all declared datasets when omitted.")] = None):
+        ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all declared datasets when omitted.")] = None,
+        parallel: Annotated[int | None, typer.Option(
+            min=1, help="Datasets run at once, each in its own Airflow process (default: one per core; 1 runs them "
+                        "one after another).")] = None):
     """Run datasets' DAGs through Airflow for one date, then print a summary."""
     from pubdata.orchestration import runner, tasks
 
@@ -195,15 +199,28 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         console.print(f"Preparing Airflow (metadata DB under {cfg.airflow_home}) ...")
         runner.ensure_airflow_db(cfg)
         runner.prime_gate(cfg, [d for d, _ in runnable])
+    at_once = min(parallel or runner.default_parallel(), max(len(runnable), 1))
     outcomes = []
-    for d, _ in runnable:
-        with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:
-            out = runner.run_dag(cfg, d.id, d.dag_id, day.isoformat(), day.isoformat() if d.spec.incremental else None,
-                                 on_task=_task_progress(d.id, status))
-        mark = "[green]published[/green]" if out.ok else "[red]FAILED[/red]"
-        console.print(f"{d.id}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
-        _print_causes(out)
-        outcomes.append((d, out))
+    if at_once <= 1:
+        for d, _ in runnable:
+            with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:
+                out = runner.run_dag(cfg, d.id, d.dag_id, day.isoformat(), day.isoformat() if d.spec.incremental else None,
+                                     on_task=_task_progress(d.id, status))
+            _print_outcome(out)
+            outcomes.append((d, out))
+    else:
+        console.print(f"Running {len(runnable)} datasets through Airflow, {at_once} at once (--parallel 1: one at a time) ...")
+        jobs = [runner.DagJob(d.id, d.dag_id, day.isoformat() if d.spec.incremental else None) for d, _ in runnable]
+        with console.status(f"{len(jobs)} datasets running ...") as status:
+            done: list[str] = []
+
+            def on_done(out) -> None:
+                done.append(out.dataset_id)
+                _print_outcome(out)
+                status.update(f"{len(done)} of {len(jobs)} datasets done ...")
+
+            found = runner.run_dags(cfg, jobs, day.isoformat(), at_once, on_task=_prefixed_progress, on_done=on_done)
+        outcomes = [(d, out) for (d, _), out in zip(runnable, found)]
     catalog_ok = True
     if any(o.ok for _, o in outcomes):
         # What the scheduler does after a batch of publishes: the catalog DAG, once.
@@ -221,6 +238,31 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
                   + ("" if catalog_ok else "; the catalog rebuild failed"))
     if failed or not catalog_ok or too_early:
         raise typer.Exit(1)
+
+
+_PRINTING = threading.Lock()
+"""Concurrent runs print whole lines, and a run's outcome line and its causes together."""
+
+
+def _print_outcome(out) -> None:
+    with _PRINTING:
+        mark = "[green]published[/green]" if out.ok else "[red]FAILED[/red]"
+        console.print(f"{out.dataset_id}: {mark} in {out.seconds}s (log: {_rel(out.log)})")
+        _print_causes(out)
+
+
+def _prefixed_progress(dataset_id: str, event) -> None:
+    """A line as each task of one of several concurrent runs ends, naming its dataset."""
+    if not event.ended:
+        return
+    if event.state == "up_for_reschedule":
+        line = f"  {dataset_id}: … {event.task_id} waiting (looks again later)"
+    else:
+        mark = "[green]✓[/green]" if event.state == "success" else "[red]✗[/red]"
+        took = f" in {event.seconds}s" if event.seconds is not None else ""
+        line = f"  {dataset_id}: {mark} {event.task_id} {event.state}{took}"
+    with _PRINTING:
+        console.print(line, soft_wrap=True)
 
 
 def _print_causes(out) -> None:

@@ -15,14 +15,17 @@ runs keyed by the day would erase the earlier run of that day, and the alerts th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,11 @@ from pubdata.config import Settings
 from pubdata.errors import ErrorKind
 from pubdata.orchestration.dag_factory import CATALOG_DAG_ID, DEADLINES_ENV, WAREHOUSE_POOL, warehouse_pool_slots
 from pubdata.orchestration.records import FailureInfo, RunRecord, RunRecords, now
+
+_DAG_RUN_CREATED = "Created dag run."
+"""What `airflow dags test` logs once it has written the DAG folder to the metadata DB and made its run."""
+SQLITE_BUSY_TIMEOUT = 120
+"""Seconds a process waits for the metadata DB's write lock (runs of independent DAGs share it)."""
 
 TERMINAL = ("published", "quarantined", "failed")
 """Run states that say how a run ended; any other, once its DAG run is over, means it ended unrecorded."""
@@ -44,7 +52,9 @@ def airflow_env(cfg: Settings, extra: dict[str, str] | None = None) -> dict[str,
         "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_dir),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(cfg.project / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # `pubdata run` runs several `dags test` processes on this one file: a writer waits for
+        # another's write (SQLite's busy timeout) instead of failing at once after sqlite3's 5 s.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout={SQLITE_BUSY_TIMEOUT}",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "PUBDATA_PROJECT": str(cfg.project),
@@ -142,8 +152,10 @@ def run_catalog(cfg: Settings, date: str, on_task: Callable[[TaskEvent], None] |
 
 
 def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: str | None,
-            on_task: Callable[[TaskEvent], None] | None = None, *, record: bool = True) -> RunOutcome:
-    """Run one DAG with `airflow dags test`, keeping its log; on_task hears each task start and end."""
+            on_task: Callable[[TaskEvent], None] | None = None, *, record: bool = True,
+            synced: threading.Event | None = None) -> RunOutcome:
+    """Run one DAG with `airflow dags test`, keeping its log; on_task hears each task start and end,
+    and `synced` is set once the process has written the DAGs to the metadata DB (or ended)."""
     log_path = cfg.internal_dir / "logs" / dataset_id / f"{date}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -161,11 +173,15 @@ def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: s
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
+            if synced is not None and not synced.is_set() and _DAG_RUN_CREATED in line:
+                synced.set()
             event = follower.feed(line)
             if event is not None and event.ended and event.state == "failed":
                 failed.append(event)
             if event is not None and on_task is not None:
                 on_task(event)
+    if synced is not None:
+        synced.set()
     found = None
     if record:
         found = settle(cfg, dataset_id, partition, follower.run_id, failed, proc.returncode)
@@ -189,6 +205,62 @@ def settle(cfg: Settings, dataset_id: str, partition: str | None, run_id: str | 
     failure = FailureInfo(kind=task.kind if task is not None else "infrastructure", task=task.task_id if task is not None else found.worker.task
                           if found.worker is not None else None, error=error, at=now())
     return records.update(dataset_id, partition, state="failed", failure=failure, finished_at=now())
+
+
+@dataclass(frozen=True)
+class DagJob:
+    """One DAG run `run_dags` is asked for: which dataset, its DAG, and the partition it records."""
+
+    dataset_id: str
+    dag_id: str
+    partition: str | None
+
+
+def default_parallel() -> int:
+    """Runs at once when not told: one per core this process may use (each `dags test` process
+    is mostly CPU: Airflow's start-up, the query, Great Expectations' import)."""
+    return max(len(os.sched_getaffinity(0)), 1)
+
+
+def run_dags(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
+             on_task: Callable[[str, TaskEvent], None] | None = None,
+             on_done: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
+    """Run independent DAGs, at most `parallel` at once, each in its own `airflow dags test`.
+
+    Outcomes come back in the order of `jobs`, whatever order they finished in; on_done hears each
+    as it finishes. With parallel 1 they run one after another, in that order. A run that fails
+    (or whose process dies) is one failed outcome: the others go on. What they share is safe to
+    share: each dataset stages into its own DuckDB file and reads the source read-only, the
+    stores change shared keys by compare-and-swap (the index, run records), Airflow's SQLite DB
+    takes one writer at a time (SQLITE_BUSY_TIMEOUT), and each run keeps its own log.
+
+    The first run starts alone, and the others once it has written the DAGs to the metadata DB:
+    every `dags test` writes the whole DAG folder there, and two processes inserting the same new
+    rows at once (a DAG's asset references, on a fresh DB or after an edit) fail one of the runs
+    on a unique constraint. Once the rows exist, the others' writes change nothing.
+    """
+    def one(job: DagJob, synced: threading.Event | None = None) -> RunOutcome:
+        heard = functools.partial(on_task, job.dataset_id) if on_task is not None else None
+        try:
+            out = run_dag(cfg, job.dataset_id, job.dag_id, date, job.partition, on_task=heard, synced=synced)
+        except Exception as exc:  # the runner itself failed (a log that cannot be written, ...)
+            if synced is not None:
+                synced.set()
+            log = cfg.internal_dir / "logs" / job.dataset_id / f"{date}.log"
+            out = RunOutcome(job.dataset_id, job.dag_id, date, -1, 0.0, log, None,
+                             [TaskEvent("run", "failed", None, own_words(type(exc).__name__, str(exc)))])
+        if on_done is not None:
+            on_done(out)
+        return out
+
+    if parallel <= 1 or len(jobs) <= 1:
+        return [one(job) for job in jobs]
+    first_synced = threading.Event()
+    with ThreadPoolExecutor(max_workers=min(parallel, len(jobs)), thread_name_prefix="pubdata-run") as pool:
+        futures = [pool.submit(one, jobs[0], first_synced)]
+        first_synced.wait()
+        futures += [pool.submit(one, job) for job in jobs[1:]]
+        return [f.result() for f in futures]
 
 
 @dataclass(frozen=True)
