@@ -246,9 +246,10 @@ def test_a_failed_stage_says_why_and_every_run_stays_in_airflow_and_status(env):
     proj = Path(env["PUBDATA_PROJECT"])
     ds = "telemetry_public.page_loads_misspelt_v1"
     sql = (proj / "sql/telemetry_public/page_loads_by_country_v1.sql").read_text()
-    assert "SUM(page_loads) AS page_loads" in sql
+    assert "SUM(scalar_parent_browser_engagement_total_uri_count_sum) AS page_loads" in sql
     (proj / "sql/telemetry_public/page_loads_misspelt_v1.sql").write_text(
-        sql.replace("SUM(page_loads) AS page_loads", "SUM(page_lods) AS page_loads"))
+        sql.replace("SUM(scalar_parent_browser_engagement_total_uri_count_sum)",
+                    "SUM(scalar_parent_browser_engagement_total_uri_count_summ)"))
     meta = (proj / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
     (proj / "metadata/telemetry_public/page_loads_misspelt_v1.yaml").write_text(meta)
 
@@ -256,13 +257,13 @@ def test_a_failed_stage_says_why_and_every_run_stays_in_airflow_and_status(env):
         proc = pubdata_cli("run", ds, "--date", DATE, env=env)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 1, out
-        assert ('✗ stage (data error): the reviewed query failed in DuckDB: Binder Error: Referenced column "page_lods" '
-                'not found in FROM clause! Candidate bindings: "page_loads"') in out
+        assert ('✗ stage (data error): the reviewed query failed in DuckDB: Binder Error: Referenced column '
+                '"scalar_parent_browser_engagement_total_uri_count_summ" not found in FROM clause!') in out
         assert f"0 published, 1 failed: {ds}" in out
 
     status = json.loads(pubdata_cli("status", ds, "--json", env=env).stdout)
     assert [(r["outcome"], r["error_kind"]) for r in status] == [("failed in stage", "data")]
-    assert 'Referenced column "page_lods" not found' in status[0]["cause"]
+    assert 'Referenced column "scalar_parent_browser_engagement_total_uri_count_summ" not found' in status[0]["cause"]
     assert "AirflowFailException" not in status[0]["cause"]
     history = json.loads(pubdata_cli("status", ds, "--history", "--json", env=env).stdout)
     run_ids = [r["run_id"] for r in history]
