@@ -26,6 +26,17 @@ def test_same_seed_same_tables_other_seed_other_tables(tmp_path):
     assert existing_spec(a) == spec
 
 
+def test_a_warehouse_made_by_another_version_of_the_generator_is_not_up_to_date(tmp_path):
+    spec = SynthSpec(scale=2_000)
+    path = tmp_path / "w.duckdb"
+    generate(path, spec)
+    assert existing_spec(path) == spec
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE main.pubdata_synthetic SET generator = 'an-older-one'")
+    con.close()
+    assert existing_spec(path) is None  # `pubdata synth` regenerates it instead of calling it up to date
+
+
 def test_schema_and_skew(source_warehouse):
     con = duckdb.connect(str(source_warehouse), read_only=True)
     cols = [r[0] for r in con.execute("DESCRIBE telemetry.clients_daily").fetchall()]

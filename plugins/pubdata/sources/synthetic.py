@@ -14,6 +14,7 @@ country/OS/locale/channel cells hold far more than 5,000 clients and many hold f
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,8 +317,8 @@ def generate(path: Path, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
         con.execute(f"CREATE TABLE org_mozilla_mozregression.usage AS {_mozregression_usage_sql(spec)} "
                     "ORDER BY submission_timestamp, (client_info).client_id")
         con.execute(
-            "CREATE TABLE main.pubdata_synthetic AS SELECT ? AS seed, ? AS scale, ? AS end_date, ? AS days",
-            [spec.seed, spec.scale, spec.end_date, spec.days],
+            "CREATE TABLE main.pubdata_synthetic AS SELECT ? AS seed, ? AS scale, ? AS end_date, ? AS days, ? AS generator",
+            [spec.seed, spec.scale, spec.end_date, spec.days, generator_digest()],
         )
         counts = {f"{PROJECT}.{table}": _count(con, table) for table in TABLES}
         con.execute("CHECKPOINT")
@@ -332,8 +333,14 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def generator_digest() -> str:
+    """A digest of this module: a warehouse made by another version of it has other tables or columns."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
 def existing_spec(path: Path) -> SynthSpec | None:
-    """The spec a warehouse file was generated with, or None when absent or not synthetic."""
+    """The spec a warehouse file was generated with, or None when absent, not synthetic, or made by
+    another version of this generator (its tables may lack what today's examples read)."""
     if not Path(path).is_file():
         return None
     try:
@@ -341,11 +348,11 @@ def existing_spec(path: Path) -> SynthSpec | None:
     except duckdb.Error:
         return None
     try:
-        row = con.execute("SELECT seed, scale, end_date, days FROM main.pubdata_synthetic").fetchone()
+        row = con.execute("SELECT seed, scale, end_date, days, generator FROM main.pubdata_synthetic").fetchone()
     except duckdb.Error:
         return None
     finally:
         con.close()
-    if row is None:
+    if row is None or row[4] != generator_digest():
         return None
     return SynthSpec(seed=row[0], scale=row[1], end_date=row[2], days=row[3])
