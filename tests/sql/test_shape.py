@@ -216,3 +216,14 @@ def test_the_privacy_unit_is_the_declared_column():
     raw = copy.deepcopy(base_spec(privacy_unit="profile_group_id"))
     analysis = analyze_query(HONEST, spec_of(raw))
     assert analysis.shape is not None and analysis.shape.bucket == "other"
+
+
+@pytest.mark.parametrize("unit", ["document_id", "sample_id", "session_id", "client_info.app_channel", "os"])
+def test_a_privacy_unit_that_is_not_a_client_identifier_is_refused(unit):
+    """A per-ping id as the unit would let one client with 5,000 pings fill a row on its own."""
+    findings = check_query(HONEST.replace("client_id", unit), spec_of(base_spec(privacy_unit=unit)))
+    assert RULE_PRIVACY_UNIT in [f.rule for f in findings], findings
+    assert any(f"{unit!r} is not a client identifier" in f.message for f in findings)
+    for honest in ("client_id", "profile_group_id", "client_info.client_id"):
+        assert not [f for f in check_query(HONEST, spec_of(base_spec(privacy_unit=honest)))
+                    if "is not a client identifier" in f.message]

@@ -265,7 +265,6 @@ class DeclarationFile(_Strict):
             raise ValueError(f"partition_field {self.partition_field!r} must be a declared dimension")
         return self
 
-
     @property
     def per_day_files(self) -> bool:
         """Whether the public files and listing are per day (files/<date>/...): incremental_export."""

@@ -21,11 +21,14 @@ from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import Scope, build_scope, find_all_in_scope
 
 from pubdata.declarations.spec import DeclarationFile
+from pubdata.policy.forbidden import FORBIDDEN_COLUMNS
 from pubdata.sql.parse import DIALECT, Finding
 from pubdata.sql.projections import Unresolved, is_star, scope_for, scope_projections, star_modifiers, star_sources
 
 RULE_AGGREGATION = "aggregation"
 RULE_PRIVACY_UNIT = "privacy_unit"
+CLIENT_IDENTIFIER = next(rule for rule in FORBIDDEN_COLUMNS if rule.name == "client_identifier")
+"""What a privacy unit must be: what the policy calls a client identifier."""
 RULE_AGGREGATES = "aggregate_functions"
 RULE_PROVENANCE = "provenance"
 RULE_LEVEL = "aggregation_level"
@@ -89,6 +92,15 @@ class Shape:
 def analyze(statement: exp.Query, spec: DeclarationFile) -> Shape:
     """The shape of a parsed reviewed query, judged against its declaration (statement is kept)."""
     shape = Shape(statement)
+    unit = spec.policy.privacy_unit
+    if not CLIENT_IDENTIFIER.matches(unit.rsplit(".", 1)[-1]):
+        shape.findings.append(Finding(
+            RULE_PRIVACY_UNIT,
+            f"policy.privacy_unit {unit!r} is not a client identifier: the pipeline counts its distinct values "
+            f"behind every row, and a per-ping, per-session or any other id would count one client many times, "
+            f"so {spec.policy.min_bucket_size:,} of them may be far fewer clients.",
+            "set privacy_unit to the source's client identifier: client_id, or client_info.client_id in Glean tables"))
+        return shape
     try:
         root = build_scope(statement)
     except SqlglotError as exc:
@@ -97,7 +109,6 @@ def analyze(statement: exp.Query, spec: DeclarationFile) -> Shape:
         return shape
     if root is None:
         return shape
-    unit = spec.policy.privacy_unit
     walker = _Targets(unit, shape.findings)
     walker.visit(root, [])
     shape.targets = walker.targets
