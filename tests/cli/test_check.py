@@ -51,10 +51,11 @@ def level_3_with_category_3(dimension: str):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_repo_check_passes_and_shows_the_intended_refusal():
+def test_repo_check_passes_and_shows_the_intended_refusal(source_warehouse):
     """What `make check` (a CI gate) sees on this repository, run as a user would: it passes, and
-    the example refused on purpose is still reported with its rule and fix, marked as intended."""
-    proc = pubdata_cli("check", env={"PUBDATA_PROJECT": str(REPO)})
+    the example refused on purpose is still reported with its rule and fix, marked as intended.
+    The local warehouse is today's synthetic one, whatever the checkout's var/ holds."""
+    proc = pubdata_cli("check", env={"PUBDATA_PROJECT": str(REPO), "PUBDATA_WAREHOUSE": f"duckdb://{source_warehouse}"})
     out = flat(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not [line for line in proc.stdout.splitlines() if line.startswith("✗")], proc.stdout
