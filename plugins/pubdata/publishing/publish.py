@@ -206,6 +206,12 @@ def _publish_whole(decl: Declaration, partition: str, exported: list[ExportedFil
             except PreconditionFailed:
                 time.sleep(random.uniform(0, min(0.05 * (2 ** attempt), 1.0)))  # full jitter
                 continue
+            # A clean-up that read the listing before this switch may have taken files since the
+            # check above: the listing names this folder now, so put back what is missing.
+            for fmt, part in merged.parts:
+                if not store.exists(f"{folder}/{part.name}"):
+                    store.upload_file(f"{folder}/{part.name}", part.path, content_type=parts.CONTENT_TYPES[fmt],
+                                      compress=parts.COMPRESSED[fmt])
         return _record(decl, partition, files, columns, store, base_url, validation, now, version, contacts,
                        days=merged.days)
     raise StoreError(f"could not publish {decl.id} {partition} after {attempts} attempts: other publishes of the "
@@ -262,11 +268,29 @@ def _record(decl: Declaration, partition: str | None, files: list[dict[str, Any]
     last_updated = now.strftime("%Y-%m-%d %H:%M:%S")
     store.write(f"{prefix}/query.sql", decl.query.encode("utf-8"), content_type="text/plain; charset=utf-8",
                 cache_control=NO_CACHE)
-    seen = summary.summarize(decl, store, [f["url"][len(base_url):] for f in files if f["format"] == "json"],
-                             columns)
+    json_urls = [f["url"] for f in files if f["format"] == "json"]
+
+    def superseded() -> bool:
+        """Whether a later publish of a whole-table dataset switched the listing past this one: it
+        merged on this table, so its record, fixed names and clean-up stand for both."""
+        if days is None:
+            return False
+        current = store.read(f"{prefix}/files")
+        return current is None or json.loads(current.data) != json_urls
+
+    done = {"files": files, "rows": rows, "version": version, "last_updated": last_updated,
+            "metadata_url": urls["metadata"], "query_sha256": decl.query_sha256, "deleted_files": 0}
+    try:
+        seen = summary.summarize(decl, store, [u[len(base_url):] for u in json_urls], columns)
+    except StoreError:
+        if superseded():  # its clean-up took these files
+            return {**done, "superseded": True}
+        raise
 
     def record(existing):
         existing = existing if isinstance(existing, dict) else {}
+        if superseded():
+            return existing
         partitions = dict(existing.get("partitions") or {}) if incremental else {}
         if per_day:
             partitions[partition] = {"version": version, "rows": rows, "files": files, "published_at": now.isoformat()}
@@ -331,13 +355,14 @@ def _record(decl: Declaration, partition: str | None, files: list[dict[str, Any]
 
     _update_json(store, INDEX_KEY, add_entry)
 
+    if superseded():
+        return {**done, "superseded": True}
     # 5. The fixed names Mozilla's clients hard-code serve the version the listing now names.
     mirror_fixed_names(store, decl, partition, files, base_url)
 
     # 6. Only now: files no listing points at any more.
     deleted = collect_garbage(store, decl, partition)
-    return {"files": files, "rows": rows, "version": version, "last_updated": last_updated,
-            "metadata_url": urls["metadata"], "query_sha256": decl.query_sha256, "deleted_files": len(deleted)}
+    return {**done, "deleted_files": len(deleted)}
 
 
 def fixed_scope(decl: Declaration, partition: str | None) -> str:
@@ -432,11 +457,21 @@ def collect_garbage(store: Store, decl: Declaration, partition: str | None) -> l
     if not live:
         return []
     scope = fixed_scope(decl, partition)
-    deleted = []
+    unlisted: dict[str, list[str]] = {}
     for key in store.list(scope):
         if is_fixed_name(scope, key):
             continue  # the fixed names: mirror_fixed_names keeps them
-        if key.rsplit("/", 1)[0] not in live:
+        folder = key.rsplit("/", 1)[0]
+        if folder not in live:
+            unlisted.setdefault(folder, []).append(key)
+    deleted = []
+    for folder, keys in unlisted.items():
+        # Another publish may have switched the listing to this folder since it was read (its
+        # files are uploaded before its switch): read the listing again before each folder.
+        now_listed = store.read(f"{prefix}/files")
+        if now_listed is None or folder in _listed_folders(decl, json.loads(now_listed.data), partition):
+            continue
+        for key in keys:
             store.delete(key)
             deleted.append(key)
     return deleted
