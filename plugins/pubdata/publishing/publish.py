@@ -469,7 +469,8 @@ def collect_garbage(store: Store, decl: Declaration, partition: str | None) -> l
         # Another publish may have switched the listing to this folder since it was read (its
         # files are uploaded before its switch): read the listing again before each folder.
         now_listed = store.read(f"{prefix}/files")
-        if now_listed is None or folder in _listed_folders(decl, json.loads(now_listed.data), partition):
+        still = _listed_folders(decl, json.loads(now_listed.data), partition) if now_listed is not None else None
+        if still is None or folder in still:  # the partition's listing is gone or names it: keep it
             continue
         for key in keys:
             store.delete(key)
