@@ -176,8 +176,8 @@ def _broken(cfg, catalog, ids: list[str]) -> dict:
 def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).")],
         ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids; all declared datasets when omitted.")] = None,
         parallel: Annotated[int | None, typer.Option(
-            min=1, help="Datasets run at once, each in its own Airflow process (default: one per core; 1 runs them "
-                        "one after another).")] = None):
+            min=1, help="Datasets run at once, in as many Airflow worker processes (default: one per core; 1 runs "
+                        "them one after another).")] = None):
     """Run datasets' DAGs through Airflow for one date, then print a summary."""
     from pubdata.orchestration import runner, tasks
 
@@ -200,8 +200,19 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
         runner.ensure_airflow_db(cfg)
         runner.prime_gate(cfg, [d for d, _ in runnable])
     at_once = min(parallel or runner.default_parallel(), max(len(runnable), 1))
+    try:
+        mode = runner.run_mode()
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     outcomes = []
-    if at_once <= 1:
+    jobs = [runner.DagJob(d.id, d.dag_id, day.isoformat() if d.spec.incremental else None) for d, _ in runnable]
+    if at_once <= 1 and mode == "workers":
+        with console.status(f"{len(jobs)} datasets running one after another in one Airflow process ...") as status:
+            found = runner.run_dags(cfg, jobs, day.isoformat(), 1, on_task=lambda ds, ev: _task_progress(ds, status)(ev),
+                                    on_done=_print_outcome, mode=mode)
+        outcomes = [(d, out) for (d, _), out in zip(runnable, found)]
+    elif at_once <= 1:
         for d, _ in runnable:
             with console.status(f"{d.id}: starting {d.dag_id} for {day} through Airflow ...") as status:
                 out = runner.run_dag(cfg, d.id, d.dag_id, day.isoformat(), day.isoformat() if d.spec.incremental else None,
@@ -210,7 +221,6 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
             outcomes.append((d, out))
     else:
         console.print(f"Running {len(runnable)} datasets through Airflow, {at_once} at once (--parallel 1: one at a time) ...")
-        jobs = [runner.DagJob(d.id, d.dag_id, day.isoformat() if d.spec.incremental else None) for d, _ in runnable]
         with console.status(f"{len(jobs)} datasets running ...") as status:
             done: list[str] = []
 
@@ -219,7 +229,8 @@ def run(date: Annotated[str, typer.Option(help="The day to publish (YYYY-MM-DD).
                 _print_outcome(out)
                 status.update(f"{len(done)} of {len(jobs)} datasets done ...")
 
-            found = runner.run_dags(cfg, jobs, day.isoformat(), at_once, on_task=_prefixed_progress, on_done=on_done)
+            found = runner.run_dags(cfg, jobs, day.isoformat(), at_once, on_task=_prefixed_progress, on_done=on_done,
+                                    mode=mode)
         outcomes = [(d, out) for (d, _), out in zip(runnable, found)]
     catalog_ok = True
     if any(o.ok for _, o in outcomes):

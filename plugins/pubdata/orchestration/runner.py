@@ -1,8 +1,9 @@
 """Run dataset DAGs through real Airflow on the configured engines (`pubdata run`).
 
 Airflow keeps its metadata DB (SQLite on the embedded stack) under PUBDATA_HOME/airflow. Each
-dataset's DAG runs with `airflow dags test`, the same code path the scheduler runs, and its log
-is kept under PUBDATA_HOME/internal/logs/; then the catalog DAG rebuilds the public catalog once,
+dataset's DAG runs as `airflow dags test` runs it, the same code path the scheduler runs, in a
+worker process that runs several in turn (dag_test_worker; RUN_MODE_ENV), and its log is kept
+under PUBDATA_HOME/internal/logs/; then the catalog DAG rebuilds the public catalog once,
 as the scheduler would after that batch of publishes. The pool the DAGs' warehouse tasks use is
 created with the metadata DB.
 
@@ -156,7 +157,7 @@ def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: s
             synced: threading.Event | None = None) -> RunOutcome:
     """Run one DAG with `airflow dags test`, keeping its log; on_task hears each task start and end,
     and `synced` is set once the process has written the DAGs to the metadata DB (or ended)."""
-    log_path = cfg.internal_dir / "logs" / dataset_id / f"{date}.log"
+    log_path = _log_path(cfg, dataset_id, date)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     follower = TaskLogFollower()
@@ -222,10 +223,28 @@ def default_parallel() -> int:
     return max(len(os.sched_getaffinity(0)), 1)
 
 
+RUN_MODE_ENV = "PUBDATA_RUN_MODE"
+"""`workers` (the default): datasets run in worker processes (dag_test_worker), each paying
+Airflow's start once for all the runs it is given; `per-dataset`: one `airflow dags test`
+process per dataset, as `pubdata run` ran before (bench/ measures one against the other)."""
+RUN_MODES = ("workers", "per-dataset")
+WORKER_LINE = "pubdata: this run's Airflow process is worker process"
+"""A line at the top of each run's log in the `workers` mode, then the worker's process id and the
+run's number in it (in a worker's first run, after the worker's start-up lines)."""
+
+
+def run_mode() -> str:
+    mode = os.environ.get(RUN_MODE_ENV, "workers").strip() or "workers"
+    if mode not in RUN_MODES:
+        raise ValueError(f"{RUN_MODE_ENV}={mode!r} is not a run mode: set it to one of {', '.join(RUN_MODES)}, "
+                         "or unset it")
+    return mode
+
+
 def run_dags(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
              on_task: Callable[[str, TaskEvent], None] | None = None,
-             on_done: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
-    """Run independent DAGs, at most `parallel` at once, each in its own `airflow dags test`.
+             on_done: Callable[[RunOutcome], None] | None = None, *, mode: str | None = None) -> list[RunOutcome]:
+    """Run independent DAGs, at most `parallel` at once.
 
     Outcomes come back in the order of `jobs`, whatever order they finished in; on_done hears each
     as it finishes. With parallel 1 they run one after another, in that order. A run that fails
@@ -234,11 +253,17 @@ def run_dags(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
     stores change shared keys by compare-and-swap (the index, run records), Airflow's SQLite DB
     takes one writer at a time (SQLITE_BUSY_TIMEOUT), and each run keeps its own log.
 
+    In the `workers` mode (RUN_MODE_ENV) min(parallel, jobs) worker processes each take the next
+    job until none is left; in `per-dataset` each job is an `airflow dags test` process.
+
     The first run starts alone, and the others once it has written the DAGs to the metadata DB:
     every `dags test` writes the whole DAG folder there, and two processes inserting the same new
     rows at once (a DAG's asset references, on a fresh DB or after an edit) fail one of the runs
     on a unique constraint. Once the rows exist, the others' writes change nothing.
     """
+    if (mode or run_mode()) == "workers":
+        return _run_in_workers(cfg, jobs, date, parallel, on_task, on_done)
+
     def one(job: DagJob, synced: threading.Event | None = None) -> RunOutcome:
         heard = functools.partial(on_task, job.dataset_id) if on_task is not None else None
         try:
@@ -246,9 +271,7 @@ def run_dags(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
         except Exception as exc:  # the runner itself failed (a log that cannot be written, ...)
             if synced is not None:
                 synced.set()
-            log = cfg.internal_dir / "logs" / job.dataset_id / f"{date}.log"
-            out = RunOutcome(job.dataset_id, job.dag_id, date, -1, 0.0, log, None,
-                             [TaskEvent("run", "failed", None, own_words(type(exc).__name__, str(exc)))])
+            out = _runner_failed(cfg, job, date, exc)
         if on_done is not None:
             on_done(out)
         return out
@@ -261,6 +284,155 @@ def run_dags(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
         first_synced.wait()
         futures += [pool.submit(one, job) for job in jobs[1:]]
         return [f.result() for f in futures]
+
+
+def _log_path(cfg: Settings, dataset_id: str, date: str) -> Path:
+    return cfg.internal_dir / "logs" / dataset_id / f"{date}.log"
+
+
+def _runner_failed(cfg: Settings, job: DagJob, date: str, exc: BaseException) -> RunOutcome:
+    """The outcome of a run the runner itself failed (a log that cannot be written, ...)."""
+    return RunOutcome(job.dataset_id, job.dag_id, date, -1, 0.0, _log_path(cfg, job.dataset_id, date), None,
+                      [TaskEvent("run", "failed", None, own_words(type(exc).__name__, str(exc)))])
+
+
+def _run_in_workers(cfg: Settings, jobs: Sequence[DagJob], date: str, parallel: int,
+                    on_task: Callable[[str, TaskEvent], None] | None,
+                    on_done: Callable[[RunOutcome], None] | None) -> list[RunOutcome]:
+    """run_dags in worker processes: each slot keeps a worker busy with the next job left, and
+    starts another if its worker dies (the job it was running failed; the rest go on)."""
+    results: dict[int, RunOutcome] = {}
+    left = list(enumerate(jobs))
+    lock = threading.Lock()
+
+    def take() -> tuple[int, DagJob] | None:
+        with lock:
+            return left.pop(0) if left else None
+
+    def done(index: int, out: RunOutcome) -> None:
+        results[index] = out
+        if on_done is not None:
+            on_done(out)
+
+    def slot(synced: threading.Event | None = None) -> None:
+        while True:
+            with lock:
+                if not left:
+                    break
+            _drive_worker(cfg, date, take, on_task, done, synced)
+            synced = None
+        if synced is not None:
+            synced.set()
+
+    at_once = max(min(parallel, len(jobs)), 1)
+    first_synced = threading.Event()
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="pubdata-worker") as pool:
+        futures = [pool.submit(slot, first_synced)]
+        if at_once > 1:
+            first_synced.wait()
+            futures += [pool.submit(slot) for _ in range(at_once - 1)]
+        for f in futures:
+            f.result()
+    return [results[i] for i in range(len(jobs))]
+
+
+def _drive_worker(cfg: Settings, date: str, take: Callable[[], tuple[int, DagJob] | None],
+                  on_task: Callable[[str, TaskEvent], None] | None,
+                  done: Callable[[int, RunOutcome], None], synced: threading.Event | None) -> None:
+    """One dag_test_worker process: give it a job, split its output into that job's log, progress
+    and outcome, give it the next when it ends one, until none is left or it dies."""
+    from pubdata.orchestration import dag_test_worker as worker
+
+    env = airflow_env(cfg, {"PUBDATA_TASK_RETRIES": os.environ.get("PUBDATA_TASK_RETRIES", "0"),
+                            DEADLINES_ENV: "off",  # dags test evaluates none, and cannot finish with one
+                            "PYTHONUNBUFFERED": "1"})  # lines must reach us as they are logged
+    conf = json.dumps({"submission_date": date})
+    current: tuple[int, DagJob] | None = take()
+    if current is None:
+        return
+    log = None
+    follower = TaskLogFollower()
+    failed: list[TaskEvent] = []
+    t0 = time.monotonic()
+    before: list[str] = []  # the worker's start-up lines, kept in the log of its first run
+
+    def finish(returncode: int) -> None:
+        nonlocal log
+        assert current is not None
+        index, job = current
+        if log is not None:
+            log.close()
+            log = None
+        found = settle(cfg, job.dataset_id, job.partition, follower.run_id, failed, returncode)
+        done(index, RunOutcome(job.dataset_id, job.dag_id, date, returncode, round(time.monotonic() - t0, 1),
+                               _log_path(cfg, job.dataset_id, date), found, list(failed), follower.run_id))
+
+    def ask(proc: subprocess.Popen[str]) -> None:
+        assert proc.stdin is not None
+        if current is None:
+            proc.stdin.close()
+        else:
+            proc.stdin.write(current[1].dag_id + "\n")
+            proc.stdin.flush()
+
+    began, running = False, ""
+    with subprocess.Popen(
+        [sys.executable, "-m", worker.__name__, "--conf", conf], env=env, cwd=cfg.project,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            ask(proc)
+            for line in proc.stdout:
+                if current is not None and line.startswith(worker.BEGIN):
+                    path = _log_path(cfg, current[1].dataset_id, date)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    log = open(path, "w")
+                    log.writelines(before)
+                    before = []
+                    _, pid, nth = (line[len(worker.BEGIN):].split() + ["?", "?"])[:3]
+                    log.write(f"{WORKER_LINE} {pid}, its run {nth}\n")
+                    follower, failed, t0, began = TaskLogFollower(), [], time.monotonic(), True
+                    running = current[1].dataset_id
+                    continue
+                if current is not None and began and line.startswith(worker.END):
+                    code = line[len(worker.END):].split()[-1]
+                    finish(int(code) if code.lstrip("-").isdigit() else 1)
+                    if synced is not None:
+                        synced.set()
+                    current, began = take(), False
+                    ask(proc)
+                    continue
+                if log is None:
+                    before.append(line)
+                    continue
+                log.write(line)
+                if synced is not None and not synced.is_set() and _DAG_RUN_CREATED in line:
+                    synced.set()
+                event = follower.feed(line)
+                if event is not None and event.ended and event.state == "failed":
+                    failed.append(event)
+                if event is not None and on_task is not None:
+                    on_task(running, event)
+        except Exception as exc:  # the runner itself failed: this run fails, the worker stops
+            proc.kill()
+            if log is not None:
+                log.close()
+                log = None
+            if current is not None:
+                done(current[0], _runner_failed(cfg, current[1], date, exc))
+                current = None
+        finally:
+            if synced is not None:
+                synced.set()
+    if current is not None:  # the worker died (or never started) during this run
+        if log is None:
+            path = _log_path(cfg, current[1].dataset_id, date)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(path, "w")
+            log.writelines(before)
+        log.write(f"pubdata: the worker process running this DAG ended with exit code {proc.returncode}\n")
+        finish(proc.returncode or -1)
 
 
 @dataclass(frozen=True)
