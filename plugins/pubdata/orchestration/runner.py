@@ -174,13 +174,7 @@ def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: s
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            if synced is not None and not synced.is_set() and _DAG_RUN_CREATED in line:
-                synced.set()
-            event = follower.feed(line)
-            if event is not None and event.ended and event.state == "failed":
-                failed.append(event)
-            if event is not None and on_task is not None:
-                on_task(event)
+            _follow(line, follower, failed, synced, on_task)
     if synced is not None:
         synced.set()
     found = None
@@ -188,6 +182,20 @@ def run_dag(cfg: Settings, dataset_id: str, dag_id: str, date: str, partition: s
         found = settle(cfg, dataset_id, partition, follower.run_id, failed, proc.returncode)
     return RunOutcome(dataset_id, dag_id, date, proc.returncode, round(time.monotonic() - t0, 1), log_path, found,
                       failed, follower.run_id)
+
+
+def _follow(line: str, follower: TaskLogFollower, failed: list[TaskEvent], synced: threading.Event | None,
+            on_task: Callable[[TaskEvent], None] | None) -> None:
+    """One line of a run's output: the DAGs written to the metadata DB, a task started or ended."""
+    if synced is not None and not synced.is_set() and _DAG_RUN_CREATED in line:
+        synced.set()
+    event = follower.feed(line)
+    if event is None:
+        return
+    if event.ended and event.state == "failed":
+        failed.append(event)
+    if on_task is not None:
+        on_task(event)
 
 
 def settle(cfg: Settings, dataset_id: str, partition: str | None, run_id: str | None, failed: list[TaskEvent],
@@ -407,13 +415,8 @@ def _drive_worker(cfg: Settings, date: str, take: Callable[[], tuple[int, DagJob
                     before.append(line)
                     continue
                 log.write(line)
-                if synced is not None and not synced.is_set() and _DAG_RUN_CREATED in line:
-                    synced.set()
-                event = follower.feed(line)
-                if event is not None and event.ended and event.state == "failed":
-                    failed.append(event)
-                if event is not None and on_task is not None:
-                    on_task(running, event)
+                _follow(line, follower, failed, synced,
+                        functools.partial(on_task, running) if on_task is not None else None)
         except Exception as exc:  # the runner itself failed: this run fails, the worker stops
             proc.kill()
             if log is not None:
