@@ -18,7 +18,7 @@ pytestmark = pytest.mark.airflow
 DATE = "2026-11-01"
 GOOD = ("telemetry_public.active_clients_by_country_v1", "telemetry_public.doh_adoption_by_country_v1",
         "telemetry_public.ssl_ratio_by_country_v1")
-BROKEN = "telemetry_public.page_loads_misspelt_v1"
+BROKEN = "telemetry_public.page_loads_broken_v1"
 MOMENTS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?")
 """When a document was written differs between any two runs; what it says must not."""
 
@@ -30,10 +30,10 @@ def _add_broken(project: Path) -> str:
     summed = re.search(r"SUM\((\w+)\)", sql)
     assert summed, "the example sums a source column"
     misspelt = summed[1] + "_misspelt"
-    (project / "sql/telemetry_public/page_loads_misspelt_v1.sql").write_text(
+    (project / "sql/telemetry_public/page_loads_broken_v1.sql").write_text(
         sql.replace(summed[0], f"SUM({misspelt})", 1))
     meta = (project / "metadata/telemetry_public/page_loads_by_country_v1.yaml").read_text()
-    (project / "metadata/telemetry_public/page_loads_misspelt_v1.yaml").write_text(meta)
+    (project / "metadata/telemetry_public/page_loads_broken_v1.yaml").write_text(meta)
     return misspelt
 
 
